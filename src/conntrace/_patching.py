@@ -1,0 +1,67 @@
+"""Applying and removing wrapt patches, lazily, when the patched module is imported."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import wrapt
+
+from . import _runtime
+
+
+class Patcher:
+    """Remembers every patch it applied so that ``remove_all`` can restore the originals."""
+
+    def __init__(self) -> None:
+        self._applied: list[tuple[Any, str, Any, Any]] = []
+        # Patches someone else wrapped over: they cannot be removed without removing
+        # theirs too, so they stay in place, inert while conntrace is off.
+        self._stuck: dict[tuple[int, str], Any] = {}
+
+    def wrap(self, module: Any, name: str, wrapper: Callable[..., Any]) -> None:
+        parent, attribute, original = wrapt.resolve_path(module, name)
+        if (id(parent), attribute) in self._stuck:
+            return
+        patched = wrapt.FunctionWrapper(original, wrapper)
+        setattr(parent, attribute, patched)
+        self._applied.append((parent, attribute, original, patched))
+
+    def remove_all(self) -> None:
+        for parent, attribute, original, patched in reversed(self._applied):
+            current = vars(parent).get(attribute) if isinstance(parent, type) else None
+            if current is None:
+                current = getattr(parent, attribute, None)
+            if current is patched:
+                setattr(parent, attribute, original)
+            else:
+                self._stuck[(id(parent), attribute)] = patched
+        self._applied.clear()
+
+
+class Layer:
+    """One layer of the stack: the module whose import triggers it and how to patch it."""
+
+    def __init__(self, trigger: str, apply: Callable[[Patcher], None]) -> None:
+        self.trigger = trigger
+        self._apply = apply
+        self._registered = False
+        self.applied = False
+
+    def enable(self, patcher: Patcher) -> None:
+        if not self._registered:
+            self._registered = True
+            # Fires at once if the module is already imported, else when it is.
+            wrapt.register_post_import_hook(lambda _module: self._on_import(patcher), self.trigger)
+        elif self.trigger in sys.modules:
+            self._on_import(patcher)
+
+    def _on_import(self, patcher: Patcher) -> None:
+        if not _runtime.active or self.applied:
+            return
+        try:
+            self._apply(patcher)
+            self.applied = True
+        except Exception:
+            # An exception here would surface as an ImportError in the host program.
+            _runtime.report_internal_error(f"patching {self.trigger}")

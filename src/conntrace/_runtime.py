@@ -1,0 +1,83 @@
+"""Process-wide switches shared by every layer: is tracing on, and with which tracer.
+
+Hooks read these on every call, so they are plain module attributes, not properties.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional, Protocol
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+log = logging.getLogger("conntrace")
+
+# The SDK's span processors set this key while they export: without honouring it,
+# conntrace would trace the OTLP exporter's own HTTP requests.
+_SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY  # type: ignore[attr-defined]
+
+active = False
+tracer: trace.Tracer = trace.NoOpTracer()
+# Called with a layers.pool.ConnectionState when a traced TCP connection closes.
+close_observers: list[Callable[[Any], None]] = []
+_reported: set[str] = set()
+
+
+def suppressed() -> bool:
+    return bool(otel_context.get_value(_SUPPRESS_KEY))
+
+
+def report_internal_error(where: str) -> None:
+    """Log an internal failure once per place, so a broken hook cannot flood the host's logs."""
+    if where in _reported:
+        return
+    _reported.add(where)
+    log.warning(
+        "conntrace: internal error in %s; the program goes on untraced there", where, exc_info=True
+    )
+
+
+class Probe(Protocol):
+    """What a hook's ``start`` returns: told once how the host's call ended."""
+
+    def finish(self, result: Any, error: Optional[BaseException]) -> None: ...
+
+
+Start = Callable[[Any, tuple, dict], Optional[Probe]]
+
+
+def hook(name: str, start: Start) -> Callable[..., Any]:
+    """A wrapt wrapper that runs ``start`` before the host's call and ``probe.finish`` after.
+
+    The host's call runs exactly once, with its own arguments, and its result or exception
+    reaches the caller untouched; conntrace's own failures are logged once and swallowed.
+    """
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not active or suppressed():
+            return wrapped(*args, **kwargs)
+        try:
+            probe = start(instance, args, kwargs)
+        except Exception:
+            report_internal_error(name)
+            probe = None
+        if probe is None:
+            return wrapped(*args, **kwargs)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as error:
+            _finish(name, probe, None, error)
+            raise
+        _finish(name, probe, result, None)
+        return result
+
+    wrapper.__name__ = f"conntrace_{name}"
+    return wrapper
+
+
+def _finish(name: str, probe: Probe, result: Any, error: Optional[BaseException]) -> None:
+    try:
+        probe.finish(result, error)
+    except Exception:
+        report_internal_error(name)

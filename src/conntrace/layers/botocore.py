@@ -1,0 +1,160 @@
+"""Layer: botocore API calls, in ``BaseClient._make_api_call``.
+
+One CLIENT span per API call, named ``Service.Operation``, carrying the client settings
+that decide latency. Each ``urlopen`` beneath it is one attempt (botocore passes
+``retries=Retry(False)`` and retries itself), so the pool layer counts them here.
+
+When ``opentelemetry-instrumentation-botocore`` is active it owns the API span:
+conntrace adds its attributes to that span instead of making a second one.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Any, Optional
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .. import _runtime
+from .. import attributes as A
+from .._context import current_call
+from .._patching import Patcher
+
+# botocore's defaults when the client's config leaves them unset.
+_DEFAULT_MAX_ATTEMPTS = {"standard": 3, "adaptive": 3}
+
+
+class ApiCall:
+    __slots__ = ("attempts", "owned", "pending", "span", "token", "var_token")
+
+    def __init__(
+        self, span: Optional[trace.Span], owned: bool, pending: Optional[dict[str, Any]] = None
+    ) -> None:
+        self.span = span
+        self.owned = owned
+        self.pending = pending
+        self.attempts = 0
+        self.token = otel_context.attach(trace.set_span_in_context(span)) if owned else None
+        self.var_token = current_call.set(self)
+
+    def enrich_current_span(self) -> None:
+        """Give the API span made inside this call (by OpenTelemetry's botocore hook) our settings."""
+        if self.pending is None:
+            return
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes(self.pending)
+        self.pending = None
+
+    def finish(self, result: Any, error: Optional[BaseException]) -> None:
+        current_call.reset(self.var_token)
+        if self.token is not None:
+            otel_context.detach(self.token)
+        span = self.span
+        if span is None or not span.is_recording():
+            if self.owned and span is not None:
+                span.end()
+            return
+        span.set_attribute(A.AWS_ATTEMPTS, self.attempts)
+        if not self.owned:
+            return
+        response = result if error is None else getattr(error, "response", None)
+        metadata = response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
+        if metadata.get("RequestId"):
+            span.set_attribute(A.AWS_REQUEST_ID, metadata["RequestId"])
+        if metadata.get("HTTPStatusCode"):
+            span.set_attribute(A.HTTP_RESPONSE_STATUS_CODE, metadata["HTTPStatusCode"])
+        if error is not None:
+            span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, str(error)))
+        span.end()
+
+
+def client_settings(client: Any) -> dict[str, Any]:
+    """The effective settings of a client that decide its latency, computed once per client."""
+    cached = client.__dict__.get("_conntrace_settings")
+    if cached is not None:
+        return cached
+    config = client.meta.config
+    retries = dict(getattr(config, "retries", None) or {})
+    mode = retries.get("mode") or "legacy"
+    settings: dict[str, Any] = {
+        A.RPC_SYSTEM: A.RPC_SYSTEM_AWS,
+        A.RPC_SERVICE: str(client.meta.service_model.service_id),
+        A.CLOUD_REGION: client.meta.region_name or "",
+        A.AWS_CONNECT_TIMEOUT: float(config.connect_timeout),
+        A.AWS_READ_TIMEOUT: float(config.read_timeout),
+        A.AWS_RETRY_MODE: mode,
+        A.AWS_MAX_POOL_CONNECTIONS: int(config.max_pool_connections),
+        A.AWS_TCP_KEEPALIVE: _keepalive(client),
+    }
+    max_attempts = _max_attempts(client, retries, mode)
+    if max_attempts is not None:
+        settings[A.AWS_MAX_ATTEMPTS] = max_attempts
+    client.__dict__["_conntrace_settings"] = settings
+    return settings
+
+
+def _keepalive(client: Any) -> bool:
+    # botocore resolves tcp_keepalive from the config object, the environment and the
+    # shared config file into the socket options of the client's HTTP session.
+    options = getattr(client._endpoint.http_session, "_socket_options", None) or ()
+    return any(option[:2] == (socket.SOL_SOCKET, socket.SO_KEEPALIVE) for option in options)
+
+
+def _max_attempts(client: Any, retries: dict[str, Any], mode: str) -> Optional[int]:
+    if retries.get("total_max_attempts"):
+        return int(retries["total_max_attempts"])
+    if retries.get("max_attempts") is not None:
+        return int(retries["max_attempts"]) + 1
+    if mode in _DEFAULT_MAX_ATTEMPTS:
+        return _DEFAULT_MAX_ATTEMPTS[mode]
+    # Legacy mode's default differs per service (DynamoDB allows 10): read botocore's table.
+    retry = client._loader.load_data("_retry")["retry"]
+    prefix = client.meta.service_model.endpoint_prefix
+    service = retry.get(prefix, {}).get("__default__", {})
+    return int(service.get("max_attempts", retry["__default__"]["max_attempts"]))
+
+
+def _is_api_span(span: trace.Span, operation: str) -> bool:
+    attributes = getattr(span, "attributes", None)
+    return bool(
+        attributes
+        and attributes.get(A.RPC_SYSTEM) == A.RPC_SYSTEM_AWS
+        and attributes.get(A.RPC_METHOD) == operation
+    )
+
+
+def _otel_botocore_active() -> bool:
+    module = sys.modules.get("opentelemetry.instrumentation.botocore")
+    return bool(module and module.BotocoreInstrumentor().is_instrumented_by_opentelemetry)
+
+
+def _start_call(instance: Any, args: tuple, kwargs: dict) -> ApiCall:
+    operation = args[0] if args else kwargs["operation_name"]
+    settings = client_settings(instance)
+    current = trace.get_current_span()
+    if _is_api_span(current, operation):
+        # OpenTelemetry's botocore span wraps this call: enrich it.
+        if current.is_recording():
+            current.set_attributes(settings)
+        return ApiCall(current, owned=False)
+    if _otel_botocore_active():
+        # Its span will open inside this call; enrich it at the first attempt.
+        return ApiCall(None, owned=False, pending=settings)
+    span = _runtime.tracer.start_span(
+        f"{settings[A.RPC_SERVICE]}.{operation}",
+        kind=SpanKind.CLIENT,
+        attributes={**settings, A.RPC_METHOD: operation},
+    )
+    return ApiCall(span, owned=True)
+
+
+def apply(patcher: Patcher) -> None:
+    import botocore.client
+
+    patcher.wrap(botocore.client, "BaseClient._make_api_call", _runtime.hook("botocore.call", _start_call))

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+
+# boto3 must never look for credentials or regions off this machine (no instance
+# metadata, no shared config), so the whole suite runs with fixed, fake ones.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing-session-token",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+)
+for _name in ("AWS_PROFILE", "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS", "BOTOCORE_TCP_KEEPALIVE"):
+    os.environ.pop(_name, None)
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+    InMemorySpanExporter,
+)
+
+import conntrace  # noqa: E402
+from conntrace import attributes as A  # noqa: E402
+
+from .servers import LocalServer, free_port  # noqa: E402
+
+
+class Spans:
+    """The spans a test produced, with the look-ups the assertions need."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        self.exporter = exporter
+
+    @property
+    def all(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def named(self, prefix: str) -> list[ReadableSpan]:
+        return [span for span in self.all if span.name.startswith(prefix)]
+
+    @property
+    def attempts(self) -> list[ReadableSpan]:
+        spans = [s for s in self.all if A.HTTP_REQUEST_METHOD in (s.attributes or {})]
+        return sorted(spans, key=lambda span: span.start_time or 0)
+
+    @property
+    def setups(self) -> list[ReadableSpan]:
+        return sorted(self.named(A.SPAN_CONNECTION_SETUP), key=lambda span: span.start_time or 0)
+
+    def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
+        return [
+            span
+            for span in self.all
+            if span.parent is not None and span.parent.span_id == parent.context.span_id
+        ]
+
+    def clear(self) -> None:
+        self.exporter.clear()
+
+
+@pytest.fixture
+def spans() -> Iterator[Spans]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    conntrace.instrument(tracer_provider=provider)
+    try:
+        yield Spans(exporter)
+    finally:
+        conntrace.uninstrument()
+        provider.shutdown()
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[..., LocalServer]]:
+    started: list[LocalServer] = []
+
+    def start(**options: Any) -> LocalServer:
+        local = LocalServer(**options)
+        started.append(local)
+        return local
+
+    yield start
+    for local in started:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def ca() -> Any:
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server(server: Callable[..., LocalServer], ca: Any) -> Callable[..., LocalServer]:
+    def start(**options: Any) -> LocalServer:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        return server(tls=context, **options)
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    yield f"http://127.0.0.1:{port}"
+    moto.stop()
+
+
+def dynamodb(endpoint: str, **config: Any) -> Any:
+    """A DynamoDB client on a local endpoint; ``config`` goes to ``botocore.config.Config``."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=Config(**config),
+    )
