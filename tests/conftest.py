@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -32,14 +33,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
 import conntrace  # noqa: E402
 from conntrace import attributes as A  # noqa: E402
 
-from .servers import LocalServer, free_port  # noqa: E402
+from .servers import LocalServer  # noqa: E402
 
 
 class Spans:
     """The spans a test produced, with the look-ups the assertions need."""
 
-    def __init__(self, exporter: InMemorySpanExporter) -> None:
+    def __init__(self, exporter: InMemorySpanExporter, provider: TracerProvider) -> None:
         self.exporter = exporter
+        self.provider = provider
 
     @property
     def all(self) -> list[ReadableSpan]:
@@ -75,7 +77,7 @@ def spans() -> Iterator[Spans]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     conntrace.instrument(tracer_provider=provider)
     try:
-        yield Spans(exporter)
+        yield Spans(exporter, provider)
     finally:
         conntrace.uninstrument()
         provider.shutdown()
@@ -114,13 +116,23 @@ def tls_server(server: Callable[..., LocalServer], ca: Any) -> Callable[..., Loc
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
+    """moto's DynamoDB server application on 127.0.0.1, with HTTP keep-alive.
 
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    yield f"http://127.0.0.1:{port}"
-    moto.stop()
+    moto's own ``ThreadedMotoServer`` runs on werkzeug's development server, which
+    answers every request with ``Connection: close`` (conntrace reports it as
+    ``server_closed``). DynamoDB keeps connections alive, so the same moto application
+    is served here by waitress, a WSGI server that does.
+    """
+    import waitress
+    from moto.server import DomainDispatcherApplication, create_backend_app
+
+    app = DomainDispatcherApplication(create_backend_app)
+    wsgi = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=wsgi.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{wsgi.effective_port}"
+    wsgi.close()
+    thread.join(timeout=5)
 
 
 def dynamodb(endpoint: str, **config: Any) -> Any:

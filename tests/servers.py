@@ -7,12 +7,13 @@ Each response goes out in one write, to stay clear of Nagle + delayed ACK stalls
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 
 @dataclass
@@ -51,9 +52,9 @@ class LocalServer:
 
     def __init__(
         self,
-        respond: Optional[Callable[[Request], Response]] = None,
-        tls: Optional[ssl.SSLContext] = None,
-        idle_timeout: Optional[float] = None,
+        respond: Callable[[Request], Response] | None = None,
+        tls: ssl.SSLContext | None = None,
+        idle_timeout: float | None = None,
         close_after_response: bool = False,
     ) -> None:
         self.respond = respond or (lambda request: Response())
@@ -135,7 +136,7 @@ class LocalServer:
             _close(sock)
 
 
-def _read_request(reader) -> Optional[Request]:
+def _read_request(reader) -> Request | None:
     line = reader.readline()
     if not line:
         return None
@@ -167,10 +168,8 @@ def _encode(response: Response, close: bool) -> bytes:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()
 
 

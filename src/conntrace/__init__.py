@@ -6,8 +6,10 @@ imports urllib3 or botocore itself.
 
 from __future__ import annotations
 
+import importlib
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
@@ -24,10 +26,8 @@ __all__ = ["ConntraceInstrumentor", "__version__", "instrument", "is_instrumente
 
 
 def _layer(name: str, trigger: str) -> Layer:
-    def apply(patcher: Patcher) -> None:
-        import importlib
-
-        importlib.import_module(f"conntrace.layers.{name}").apply(patcher)
+    def apply(patcher: Patcher, module: ModuleType) -> None:
+        importlib.import_module(f"conntrace.layers.{name}").apply(patcher, module)
 
     return Layer(trigger, apply)
 
@@ -41,12 +41,12 @@ _LAYERS = (
 )
 _patcher = Patcher()
 _lock = threading.Lock()
-meter_provider: Optional[MeterProvider] = None
+meter_provider: MeterProvider | None = None
 
 
 def instrument(
-    tracer_provider: Optional[trace.TracerProvider] = None,
-    meter_provider: Optional[MeterProvider] = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> None:
     """Switch tracing on. Calling it again while on changes nothing."""
     with _lock:

@@ -7,11 +7,11 @@ connection-setup hook a setup that the DNS, TCP and TLS hooks attach their spans
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .layers.botocore import ApiCall
     from .layers.pool import Attempt
 
-current_call: ContextVar[Optional[ApiCall]] = ContextVar("conntrace_call", default=None)
-current_attempt: ContextVar[Optional[Attempt]] = ContextVar("conntrace_attempt", default=None)
+current_call: ContextVar[ApiCall | None] = ContextVar("conntrace_call", default=None)
+current_attempt: ContextVar[Attempt | None] = ContextVar("conntrace_attempt", default=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from types import ModuleType
 from typing import Any, Callable
 
 import wrapt
@@ -42,7 +43,7 @@ class Patcher:
 class Layer:
     """One layer of the stack: the module whose import triggers it and how to patch it."""
 
-    def __init__(self, trigger: str, apply: Callable[[Patcher], None]) -> None:
+    def __init__(self, trigger: str, apply: Callable[[Patcher, ModuleType], None]) -> None:
         self.trigger = trigger
         self._apply = apply
         self._registered = False
@@ -52,15 +53,19 @@ class Layer:
         if not self._registered:
             self._registered = True
             # Fires at once if the module is already imported, else when it is.
-            wrapt.register_post_import_hook(lambda _module: self._on_import(patcher), self.trigger)
+            wrapt.register_post_import_hook(
+                lambda module: self._on_import(patcher, module), self.trigger
+            )
         elif self.trigger in sys.modules:
-            self._on_import(patcher)
+            self._on_import(patcher, sys.modules[self.trigger])
 
-    def _on_import(self, patcher: Patcher) -> None:
+    def _on_import(self, patcher: Patcher, module: ModuleType) -> None:
+        # The module is passed on, not imported again: while its import finishes, a
+        # submodule is not yet an attribute of its package.
         if not _runtime.active or self.applied:
             return
         try:
-            self._apply(patcher)
+            self._apply(patcher, module)
             self.applied = True
         except Exception:
             # An exception here would surface as an ImportError in the host program.

@@ -41,7 +41,7 @@ def report_internal_error(where: str) -> None:
 class Probe(Protocol):
     """What a hook's ``start`` returns: told once how the host's call ended."""
 
-    def finish(self, result: Any, error: Optional[BaseException]) -> None: ...
+    def finish(self, result: Any, error: BaseException | None) -> None: ...
 
 
 Start = Callable[[Any, tuple, dict], Optional[Probe]]
@@ -76,7 +76,7 @@ def hook(name: str, start: Start) -> Callable[..., Any]:
     return wrapper
 
 
-def _finish(name: str, probe: Probe, result: Any, error: Optional[BaseException]) -> None:
+def _finish(name: str, probe: Probe, result: Any, error: BaseException | None) -> None:
     try:
         probe.finish(result, error)
     except Exception:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Any, Optional
+from types import ModuleType
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -23,15 +24,12 @@ from .. import attributes as A
 from .._context import current_call
 from .._patching import Patcher
 
-# botocore's defaults when the client's config leaves them unset.
-_DEFAULT_MAX_ATTEMPTS = {"standard": 3, "adaptive": 3}
-
 
 class ApiCall:
     __slots__ = ("attempts", "owned", "pending", "span", "token", "var_token")
 
     def __init__(
-        self, span: Optional[trace.Span], owned: bool, pending: Optional[dict[str, Any]] = None
+        self, span: trace.Span | None, owned: bool, pending: dict[str, Any] | None = None
     ) -> None:
         self.span = span
         self.owned = owned
@@ -41,7 +39,7 @@ class ApiCall:
         self.var_token = current_call.set(self)
 
     def enrich_current_span(self) -> None:
-        """Give the API span made inside this call (by OpenTelemetry's botocore hook) our settings."""
+        """Give our settings to the API span that OpenTelemetry's botocore hook opened inside."""
         if self.pending is None:
             return
         span = trace.get_current_span()
@@ -49,7 +47,7 @@ class ApiCall:
             span.set_attributes(self.pending)
         self.pending = None
 
-    def finish(self, result: Any, error: Optional[BaseException]) -> None:
+    def finish(self, result: Any, error: BaseException | None) -> None:
         current_call.reset(self.var_token)
         if self.token is not None:
             otel_context.detach(self.token)
@@ -106,14 +104,19 @@ def _keepalive(client: Any) -> bool:
     return any(option[:2] == (socket.SOL_SOCKET, socket.SO_KEEPALIVE) for option in options)
 
 
-def _max_attempts(client: Any, retries: dict[str, Any], mode: str) -> Optional[int]:
+def _max_attempts(client: Any, retries: dict[str, Any], mode: str) -> int | None:
     if retries.get("total_max_attempts"):
         return int(retries["total_max_attempts"])
     if retries.get("max_attempts") is not None:
         return int(retries["max_attempts"]) + 1
-    if mode in _DEFAULT_MAX_ATTEMPTS:
-        return _DEFAULT_MAX_ATTEMPTS[mode]
-    # Legacy mode's default differs per service (DynamoDB allows 10): read botocore's table.
+    # The defaults differ per service and botocore version (DynamoDB: 10 in legacy
+    # mode, 4 in recent botocore's standard mode): read them where botocore does.
+    if mode != "legacy":
+        from botocore.retries import standard
+
+        per_service = getattr(standard, "_SERVICE_MAX_ATTEMPTS", {})
+        service = client.meta.service_model.service_id.hyphenize()
+        return int(per_service.get(service, standard.DEFAULT_MAX_ATTEMPTS))
     retry = client._loader.load_data("_retry")["retry"]
     prefix = client.meta.service_model.endpoint_prefix
     service = retry.get(prefix, {}).get("__default__", {})
@@ -154,7 +157,7 @@ def _start_call(instance: Any, args: tuple, kwargs: dict) -> ApiCall:
     return ApiCall(span, owned=True)
 
 
-def apply(patcher: Patcher) -> None:
-    import botocore.client
-
-    patcher.wrap(botocore.client, "BaseClient._make_api_call", _runtime.hook("botocore.call", _start_call))
+def apply(patcher: Patcher, client_module: ModuleType) -> None:
+    patcher.wrap(
+        client_module, "BaseClient._make_api_call", _runtime.hook("botocore.call", _start_call)
+    )

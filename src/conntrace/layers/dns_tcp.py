@@ -12,7 +12,8 @@ from __future__ import annotations
 import socket
 import time
 from contextvars import ContextVar
-from typing import Any, Callable, Optional
+from types import ModuleType
+from typing import Any, Callable
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -37,11 +38,11 @@ class _Connect:
         self.port = port
         self.context = trace.set_span_in_context(trace.get_current_span())
         self.started = time.time_ns()
-        self.lookup_ended: Optional[int] = None
+        self.lookup_ended: int | None = None
         self.lookup_failed = False
         self.token = _resolving.set(self)
 
-    def resolved(self, started: int, answers: Any, error: Optional[BaseException]) -> None:
+    def resolved(self, started: int, answers: Any, error: BaseException | None) -> None:
         self.lookup_ended = time.time_ns()
         self.lookup_failed = error is not None
         span = _runtime.tracer.start_span(
@@ -58,7 +59,7 @@ class _Connect:
                 span.set_attribute(A.DNS_ANSWERS, _addresses(answers))
         span.end(end_time=self.lookup_ended)
 
-    def finish(self, sock: Any, error: Optional[BaseException]) -> None:
+    def finish(self, sock: Any, error: BaseException | None) -> None:
         _resolving.reset(self.token)
         if self.lookup_failed:
             return
@@ -78,7 +79,7 @@ class _Connect:
         span.end()
 
 
-_resolving: ContextVar[Optional[_Connect]] = ContextVar("conntrace_resolving", default=None)
+_resolving: ContextVar[_Connect | None] = ContextVar("conntrace_resolving", default=None)
 
 
 def _fail(span: trace.Span, error: BaseException) -> None:
@@ -128,7 +129,7 @@ def _getaddrinfo(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs
 
 
 def _record_lookup(
-    connect: _Connect, started: int, answers: Any, error: Optional[BaseException]
+    connect: _Connect, started: int, answers: Any, error: BaseException | None
 ) -> None:
     try:
         connect.resolved(started, answers, error)
@@ -136,9 +137,7 @@ def _record_lookup(
         _runtime.report_internal_error("dns.getaddrinfo")
 
 
-def apply(patcher: Patcher) -> None:
-    import urllib3.util.connection
-
+def apply(patcher: Patcher, urllib3: ModuleType) -> None:
     patcher.wrap(
         urllib3.util.connection,
         "create_connection",

@@ -22,7 +22,8 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any, Optional
+from types import ModuleType
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -38,7 +39,7 @@ from .._redact import full_url
 _connection_ids = itertools.count(1)
 
 _pools_lock = threading.Lock()
-_pools_per_host: dict[tuple[str, str, Optional[int]], int] = {}
+_pools_per_host: dict[tuple[str, str, int | None], int] = {}
 
 # Connection objects that have connected at least once, for gauges of open connections.
 _connections: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -68,7 +69,7 @@ class PoolState:
     def __init__(self, pool: Any, replaces: int) -> None:
         self.scheme: str = pool.scheme
         self.host: str = pool.host
-        self.port: Optional[int] = pool.port
+        self.port: int | None = pool.port
         queue = getattr(pool, "pool", None)
         self.max_size: int = getattr(queue, "maxsize", 0) or 0
         self.replaces = replaces
@@ -113,19 +114,19 @@ class ConnectionState:
         "setup",
     )
 
-    def __init__(self, pool: Optional[PoolState]) -> None:
+    def __init__(self, pool: PoolState | None) -> None:
         self.pool = pool
-        self.id: Optional[int] = None
-        self.setup: Optional[trace.SpanContext] = None
+        self.id: int | None = None
+        self.setup: trace.SpanContext | None = None
         self.opened_at = 0.0
-        self.released_at: Optional[float] = None
+        self.released_at: float | None = None
         self.requests = 0
         self.open = False
         self.checked_out = False
         self.connected_once = False
         self.server_closed = False
-        self.closed_at: Optional[float] = None
-        self.pending_reason: Optional[str] = None
+        self.closed_at: float | None = None
+        self.pending_reason: str | None = None
 
     def reason_for_reconnect(self) -> str:
         return A.REASON_SERVER_CLOSED if self.server_closed else A.REASON_STALE
@@ -147,7 +148,7 @@ def pool_state(pool: Any) -> PoolState:
     return state
 
 
-def connection_state(conn: Any, pool: Optional[PoolState] = None) -> ConnectionState:
+def connection_state(conn: Any, pool: PoolState | None = None) -> ConnectionState:
     state = getattr(conn, "_conntrace", None)
     if state is None:
         state = conn._conntrace = ConnectionState(pool)
@@ -167,7 +168,7 @@ class _PoolCreation:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
 
-    def finish(self, result: Any, error: Optional[BaseException]) -> None:
+    def finish(self, result: Any, error: BaseException | None) -> None:
         if error is not None:
             return
         pool = self.pool
@@ -220,12 +221,12 @@ class Attempt:
         self.pool = pool
         self.parent = parent
         self.resend = resend
-        self.conn: Optional[ConnectionState] = None
+        self.conn: ConnectionState | None = None
         self.reused = False
-        self.reason: Optional[str] = None
-        self.status: Optional[int] = None
-        self.error: Optional[BaseException] = None
-        self.finished_ns: Optional[int] = None
+        self.reason: str | None = None
+        self.status: int | None = None
+        self.error: BaseException | None = None
+        self.finished_ns: int | None = None
         self.ended = False
         span = self.span = _runtime.tracer.start_span(method, context=parent, kind=SpanKind.CLIENT)
         if span.is_recording():
@@ -246,13 +247,14 @@ class Attempt:
     def end(
         self,
         result: Any = None,
-        error: Optional[BaseException] = None,
-        end_time: Optional[int] = None,
+        error: BaseException | None = None,
+        end_time: int | None = None,
     ) -> None:
         self.ended = True
         span = self.span
         status = getattr(result, "status", None) or self.status
-        error = error or self.error
+        # What broke the exchange itself says more than urllib3's MaxRetryError around it.
+        error = self.error or error
         if span.is_recording():
             if status:
                 span.set_attribute(A.HTTP_RESPONSE_STATUS_CODE, status)
@@ -265,7 +267,7 @@ class Attempt:
                 span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=end_time)
 
-    def finish(self, result: Any, error: Optional[BaseException]) -> None:
+    def finish(self, result: Any, error: BaseException | None) -> None:
         current_attempt.reset(self.var_token)
         otel_context.detach(self.token)
         if not self.ended:
@@ -305,7 +307,7 @@ class _Checkout:
         self.pool = pool
         self.started = time.monotonic()
 
-    def finish(self, conn: Any, error: Optional[BaseException]) -> None:
+    def finish(self, conn: Any, error: BaseException | None) -> None:
         if error is not None:
             return
         now = time.monotonic()
@@ -351,14 +353,14 @@ def _start_checkout(instance: Any, args: tuple, kwargs: dict) -> _Checkout:
 class _Exchange:
     __slots__ = ("attempt", "conn", "id_at_start", "live_at_start", "state")
 
-    def __init__(self, conn: Any, attempt: Optional[Attempt]) -> None:
+    def __init__(self, conn: Any, attempt: Attempt | None) -> None:
         self.conn = conn
         self.attempt = attempt
         state = self.state = connection_state(conn)
         self.live_at_start = state.open
         self.id_at_start = state.id
 
-    def finish(self, response: Any, error: Optional[BaseException]) -> None:
+    def finish(self, response: Any, error: BaseException | None) -> None:
         now = time.monotonic()
         state = self.state
         # The request went out on a connection that was live, or that opened meanwhile.
@@ -405,7 +407,7 @@ class _Return:
         self.conn = conn
         self.was_open = conn is not None and getattr(conn, "sock", None) is not None
 
-    def finish(self, result: Any, error: Optional[BaseException]) -> None:
+    def finish(self, result: Any, error: BaseException | None) -> None:
         state = pool_state(self.pool)
         conn = self.conn
         if conn is None:
@@ -462,7 +464,7 @@ class _Setup:
         )
         self.token = otel_context.attach(trace.set_span_in_context(span))
 
-    def finish(self, result: Any, error: Optional[BaseException]) -> None:
+    def finish(self, result: Any, error: BaseException | None) -> None:
         otel_context.detach(self.token)
         span, state = self.span, self.state
         if error is not None:
@@ -483,7 +485,7 @@ class _Setup:
         span.end()
 
 
-def _start_setup(instance: Any, args: tuple, kwargs: dict) -> Optional[_Setup]:
+def _start_setup(instance: Any, args: tuple, kwargs: dict) -> _Setup | None:
     state = connection_state(instance)
     return _Setup(instance, state)
 
@@ -497,7 +499,7 @@ class _Close:
     def __init__(self, state: ConnectionState) -> None:
         self.state = state
 
-    def finish(self, result: Any, error: Optional[BaseException]) -> None:
+    def finish(self, result: Any, error: BaseException | None) -> None:
         state = self.state
         state.open = False
         state.closed_at = time.monotonic()
@@ -505,7 +507,7 @@ class _Close:
             observe(state)
 
 
-def _start_close(instance: Any, args: tuple, kwargs: dict) -> Optional[_Close]:
+def _start_close(instance: Any, args: tuple, kwargs: dict) -> _Close | None:
     # Every close of a urllib3 connection ends in http.client's; connections conntrace
     # never saw open are left alone.
     state = getattr(instance, "_conntrace", None)
@@ -514,17 +516,24 @@ def _start_close(instance: Any, args: tuple, kwargs: dict) -> Optional[_Close]:
     return _Close(state)
 
 
-def apply(patcher: Patcher) -> None:
-    import urllib3.connection
-    import urllib3.connectionpool
-
+def apply(patcher: Patcher, urllib3: ModuleType) -> None:
     pool = urllib3.connectionpool
-    patcher.wrap(pool, "HTTPConnectionPool.__init__", _runtime.hook("pool.init", _start_pool_creation))
+    patcher.wrap(
+        pool, "HTTPConnectionPool.__init__", _runtime.hook("pool.init", _start_pool_creation)
+    )
     patcher.wrap(pool, "HTTPConnectionPool.urlopen", _runtime.hook("pool.urlopen", _start_attempt))
-    patcher.wrap(pool, "HTTPConnectionPool._get_conn", _runtime.hook("pool.get_conn", _start_checkout))
-    patcher.wrap(pool, "HTTPConnectionPool._make_request", _runtime.hook("pool.request", _start_exchange))
-    patcher.wrap(pool, "HTTPConnectionPool._put_conn", _runtime.hook("pool.put_conn", _start_return))
+    patcher.wrap(
+        pool, "HTTPConnectionPool._get_conn", _runtime.hook("pool.get_conn", _start_checkout)
+    )
+    patcher.wrap(
+        pool, "HTTPConnectionPool._make_request", _runtime.hook("pool.request", _start_exchange)
+    )
+    patcher.wrap(
+        pool, "HTTPConnectionPool._put_conn", _runtime.hook("pool.put_conn", _start_return)
+    )
     setup = _runtime.hook("connection.connect", _start_setup)
     patcher.wrap(urllib3.connection, "HTTPConnection.connect", setup)
     patcher.wrap(urllib3.connection, "HTTPSConnection.connect", setup)
-    patcher.wrap(http.client, "HTTPConnection.close", _runtime.hook("connection.close", _start_close))
+    patcher.wrap(
+        http.client, "HTTPConnection.close", _runtime.hook("connection.close", _start_close)
+    )

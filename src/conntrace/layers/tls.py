@@ -6,7 +6,8 @@ loading CA certificates happens before it, so the span times the handshake alone
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from types import ModuleType
+from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -18,14 +19,14 @@ from .._patching import Patcher
 class _Handshake:
     __slots__ = ("span",)
 
-    def __init__(self, server_name: Optional[str]) -> None:
+    def __init__(self, server_name: str | None) -> None:
         self.span = _runtime.tracer.start_span(
             f"{A.SPAN_TLS} {server_name or ''}".rstrip(),
             kind=SpanKind.INTERNAL,
             attributes={A.TLS_PROTOCOL_NAME: "tls", A.TLS_SERVER_NAME: server_name or ""},
         )
 
-    def finish(self, tls_sock: Any, error: Optional[BaseException]) -> None:
+    def finish(self, tls_sock: Any, error: BaseException | None) -> None:
         span = self.span
         if span.is_recording():
             if error is not None:
@@ -49,9 +50,7 @@ def _start_handshake(instance: Any, args: tuple, kwargs: dict) -> _Handshake:
     return _Handshake(server_name)
 
 
-def apply(patcher: Patcher) -> None:
-    import urllib3.util.ssl_
-
+def apply(patcher: Patcher, urllib3: ModuleType) -> None:
     patcher.wrap(
         urllib3.util.ssl_,
         "_ssl_wrap_socket_impl",

@@ -1,0 +1,135 @@
+"""Switching conntrace on and off, lazily, safely, and as an OpenTelemetry instrumentor."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import entry_points
+
+import urllib3
+import wrapt
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import conntrace
+from conntrace import attributes as A
+from conntrace.layers import pool
+
+_PATCHED = (
+    (urllib3.connectionpool.HTTPConnectionPool, "urlopen"),
+    (urllib3.connectionpool.HTTPConnectionPool, "_get_conn"),
+    (urllib3.connection.HTTPConnection, "connect"),
+    (urllib3.connection.HTTPSConnection, "connect"),
+)
+
+
+def _patched() -> list[bool]:
+    return [isinstance(vars(owner)[name], wrapt.FunctionWrapper) for owner, name in _PATCHED]
+
+
+def test_instrument_uninstrument_instrument_again(server):
+    local = server()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    original = vars(urllib3.connectionpool.HTTPConnectionPool)["urlopen"]
+
+    conntrace.instrument(tracer_provider=provider)
+    conntrace.instrument(tracer_provider=provider)  # a second call changes nothing
+    assert _patched() == [True] * len(_PATCHED)
+    assert vars(urllib3.connectionpool.HTTPConnectionPool)["urlopen"].__wrapped__ is original
+    urllib3.PoolManager().request("GET", local.url)
+    assert len(exporter.get_finished_spans()) == 4  # attempt, setup, DNS, TCP
+
+    conntrace.uninstrument()
+    conntrace.uninstrument()
+    assert _patched() == [False] * len(_PATCHED)
+    assert vars(urllib3.connectionpool.HTTPConnectionPool)["urlopen"] is original
+    assert not conntrace.is_instrumented()
+    exporter.clear()
+    urllib3.PoolManager().request("GET", local.url)
+    assert exporter.get_finished_spans() == ()
+
+    conntrace.instrument(tracer_provider=provider)
+    try:
+        urllib3.PoolManager().request("GET", local.url)
+        [attempt] = [s for s in exporter.get_finished_spans() if s.name == "GET"]
+        # A fresh start: the host's earlier pools are forgotten.
+        assert attempt.attributes[A.CONNECTION_REASON] == A.REASON_FIRST
+    finally:
+        conntrace.uninstrument()
+
+
+def test_patches_wait_for_the_program_to_import_urllib3_and_botocore():
+    script = textwrap.dedent(
+        """
+        import sys
+        import conntrace
+        conntrace.instrument()
+        assert not any(m.split(".")[0] in ("urllib3", "botocore") for m in sys.modules), "eager"
+        import urllib3, wrapt
+        assert isinstance(vars(urllib3.connectionpool.HTTPConnectionPool)["urlopen"],
+                          wrapt.FunctionWrapper)
+        assert "botocore" not in sys.modules
+        import botocore.client
+        assert isinstance(vars(botocore.client.BaseClient)["_make_api_call"],
+                          wrapt.FunctionWrapper)
+        print("lazy ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "lazy ok"
+
+
+def test_suppressed_instrumentation_is_not_traced(spans, server):
+    local = server()
+    with suppress_instrumentation():
+        urllib3.PoolManager().request("GET", local.url)
+    assert spans.all == []
+
+
+def test_an_internal_error_is_logged_once_and_the_program_goes_on(
+    spans, server, monkeypatch, caplog
+):
+    local = server()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("conntrace bug")
+
+    monkeypatch.setattr(pool, "full_url", broken)
+    http = urllib3.PoolManager()
+    with caplog.at_level(logging.WARNING, logger="conntrace"):
+        results = [http.request("GET", local.url).status for _ in range(3)]
+
+    assert results == [200, 200, 200]
+    assert len(local.requests) == 3
+    warnings = [r for r in caplog.records if r.name == "conntrace"]
+    assert len(warnings) == 1
+    assert "pool.urlopen" in warnings[0].getMessage()
+    assert warnings[0].exc_info[1].args == ("conntrace bug",)
+    # The hooks beneath the broken one still trace what they see.
+    assert len(spans.setups) == 1
+
+
+def test_registered_as_an_opentelemetry_instrumentor(server):
+    [entry] = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "conntrace"]
+    instrumentor = entry.load()()
+    assert isinstance(instrumentor, conntrace.ConntraceInstrumentor)
+
+    local = server()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        assert conntrace.is_instrumented()
+        urllib3.PoolManager().request("GET", local.url)
+    finally:
+        instrumentor.uninstrument()
+    assert not conntrace.is_instrumented()
+    assert [s.name for s in exporter.get_finished_spans()][-1] == "GET"
