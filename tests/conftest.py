@@ -108,8 +108,10 @@ def ca() -> Any:
 def tls_server(server: Callable[..., LocalServer], ca: Any) -> Callable[..., LocalServer]:
     def start(**options: Any) -> LocalServer:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-        return server(tls=context, **options)
+        ca.issue_cert("localhost").configure_cert(context)
+        # A name, not an address: urllib3 1.26 cannot check a certificate for an IP
+        # address with a caller's SSLContext.
+        return server(tls=context, host_name="localhost", **options)
 
     return start
 

@@ -46,6 +46,8 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Serv
 class LocalServer:
     """Answers every request with ``respond(request)``; by default a 200 with ``{}``.
 
+    It listens on 127.0.0.1 only; ``host_name`` is the name its ``url`` uses for it
+    (``localhost`` resolves through /etc/hosts, never through DNS).
     ``idle_timeout`` closes a connection that has been idle that long, as a server or a
     NAT gateway does; ``close_after_response`` answers with ``Connection: close``.
     """
@@ -56,7 +58,9 @@ class LocalServer:
         tls: ssl.SSLContext | None = None,
         idle_timeout: float | None = None,
         close_after_response: bool = False,
+        host_name: str = "127.0.0.1",
     ) -> None:
+        self.host_name = host_name
         self.respond = respond or (lambda request: Response())
         self.tls = tls
         self.idle_timeout = idle_timeout
@@ -76,7 +80,7 @@ class LocalServer:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host_name}:{self.port}"
 
     def stop(self) -> None:
         self._stopped = True

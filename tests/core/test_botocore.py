@@ -73,7 +73,6 @@ def test_client_settings_are_the_effective_ones(spans, server):
         read_timeout=3.5,
         retries={"mode": "standard", "max_attempts": 4},
         max_pool_connections=25,
-        tcp_keepalive=True,
     )
     client.list_tables()
 
@@ -84,6 +83,20 @@ def test_client_settings_are_the_effective_ones(spans, server):
     # Config's max_attempts counts retries; botocore makes one attempt more.
     assert call.attributes[A.AWS_MAX_ATTEMPTS] == 5
     assert call.attributes[A.AWS_MAX_POOL_CONNECTIONS] == 25
+    assert call.attributes[A.AWS_TCP_KEEPALIVE] is False
+
+
+def test_tcp_keepalive_from_the_shared_config_file(spans, server, tmp_path, monkeypatch):
+    import boto3
+
+    config = tmp_path / "config"
+    config.write_text("[default]\ntcp_keepalive = true\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    local = server()
+    session = boto3.session.Session()
+    session.client("dynamodb", endpoint_url=local.url, region_name="us-east-1").list_tables()
+
+    [call] = spans.named("DynamoDB.ListTables")
     assert call.attributes[A.AWS_TCP_KEEPALIVE] is True
     [tcp] = spans.named("socket connect")
     assert tcp.attributes[A.SOCKET_KEEPALIVE] is True

@@ -70,7 +70,7 @@ def test_https_connection_has_a_tls_span(spans, tls_server, ca):
     _setup, children = _tree(spans, first)
     assert [span.name.split(" ")[0] for span in children] == ["DNS", "socket", "TLS"]
     tls = children[2]
-    assert tls.name == "TLS client handshake 127.0.0.1"
+    assert tls.name == "TLS client handshake localhost"
     assert tls.attributes[A.TLS_PROTOCOL_VERSION] in ("1.2", "1.3")
     assert tls.attributes[A.TLS_CIPHER]
     assert tls.attributes[A.TLS_RESUMED] is False

@@ -213,3 +213,16 @@ def test_streamed_and_preloaded_bodies_both_return_connections(spans, server, pr
 
     assert [a.attributes[A.CONNECTION_REUSED] for a in spans.attempts] == [False, True]
     assert len(local.connections) == 1
+
+
+def test_requests_sessions_are_traced_too(spans, server):
+    import requests
+
+    local = server()
+    with requests.Session() as session:
+        for _ in range(3):
+            assert session.get(local.url).status_code == 200
+
+    assert [a.attributes[A.CONNECTION_REUSED] for a in spans.attempts] == [False, True, True]
+    assert [a.attributes[A.CONNECTION_REQUEST_NUMBER] for a in spans.attempts] == [1, 2, 3]
+    assert len(local.connections) == 1

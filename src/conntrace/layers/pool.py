@@ -201,7 +201,6 @@ class Attempt:
     """One HTTP request/response exchange: a ``urlopen`` call, or one of its retries."""
 
     __slots__ = (
-        "conn",
         "ended",
         "error",
         "finished_ns",
@@ -221,7 +220,6 @@ class Attempt:
         self.pool = pool
         self.parent = parent
         self.resend = resend
-        self.conn: ConnectionState | None = None
         self.reused = False
         self.reason: str | None = None
         self.status: int | None = None
@@ -321,7 +319,7 @@ class _Checkout:
             span.set_attribute(A.POOL_WAIT_MS, _ms(now - self.started))
         if getattr(conn, "sock", None) is not None:
             if attempt is not None:
-                attempt.conn, attempt.reused = state, True
+                attempt.reused = True
             if recording:
                 if state.released_at is not None:
                     span.set_attribute(A.CONNECTION_IDLE_MS, _ms(now - state.released_at))
@@ -340,7 +338,7 @@ class _Checkout:
             reason = pool.reason_for_new_object()
         state.pending_reason = reason
         if attempt is not None:
-            attempt.conn, attempt.reason = state, reason
+            attempt.reason = reason
 
 
 def _start_checkout(instance: Any, args: tuple, kwargs: dict) -> _Checkout:
