@@ -70,17 +70,43 @@ class Spans:
         self.exporter.clear()
 
 
-@pytest.fixture
-def spans() -> Iterator[Spans]:
+def _tracing() -> Spans:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     conntrace.instrument(tracer_provider=provider)
+    return Spans(exporter, provider)
+
+
+@pytest.fixture
+def spans() -> Iterator[Spans]:
+    """conntrace on, for the whole test, with spans kept in memory."""
+    spans = _tracing()
     try:
-        yield Spans(exporter, provider)
+        yield spans
     finally:
         conntrace.uninstrument()
-        provider.shutdown()
+        spans.provider.shutdown()
+
+
+class TracingSwitch:
+    """conntrace off until ``enable()``: to run the same code without it and with it."""
+
+    def __init__(self) -> None:
+        self.spans: Spans | None = None
+
+    def enable(self) -> Spans:
+        self.spans = _tracing()
+        return self.spans
+
+
+@pytest.fixture
+def spans_off() -> Iterator[TracingSwitch]:
+    switch = TracingSwitch()
+    yield switch
+    conntrace.uninstrument()
+    if switch.spans is not None:
+        switch.spans.provider.shutdown()
 
 
 @pytest.fixture

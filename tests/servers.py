@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,8 +31,14 @@ class Response:
     body: bytes = b"{}"
     headers: dict[str, str] = field(default_factory=dict)
     close: bool = False
-    # Close the connection without answering, as a crashed server or a reset would.
+    # Close the connection without answering, as a crashed server would.
     drop: bool = False
+    # Send part of the status line, then reset the connection (RST, not FIN).
+    reset: bool = False
+    # Send the headers and half the body, then close: a truncated body.
+    truncate: bool = False
+    # Wait this long before answering (a stalled read for a client with a short timeout).
+    delay: float = 0.0
 
 
 @dataclass
@@ -48,6 +55,8 @@ class LocalServer:
 
     It listens on 127.0.0.1 only; ``host_name`` is the name its ``url`` uses for it
     (``localhost`` resolves through /etc/hosts, never through DNS).
+    ``tls_delay`` and ``accept_delay`` hold a new connection that long before the TLS
+    handshake or the first read, as a slow or distant server would.
     ``idle_timeout`` closes a connection that has been idle that long, as a server or a
     NAT gateway does; ``close_after_response`` answers with ``Connection: close``.
     """
@@ -59,8 +68,12 @@ class LocalServer:
         idle_timeout: float | None = None,
         close_after_response: bool = False,
         host_name: str = "127.0.0.1",
+        tls_delay: float = 0.0,
+        accept_delay: float = 0.0,
     ) -> None:
         self.host_name = host_name
+        self.tls_delay = tls_delay
+        self.accept_delay = accept_delay
         self.respond = respond or (lambda request: Response())
         self.tls = tls
         self.idle_timeout = idle_timeout
@@ -111,7 +124,9 @@ class LocalServer:
         with self._lock:
             self._open.add(sock)
         try:
+            time.sleep(self.accept_delay)
             if self.tls is not None:
+                time.sleep(self.tls_delay)
                 sock = self.tls.wrap_socket(sock, server_side=True)
                 with self._lock:
                     self._open.add(sock)
@@ -126,10 +141,21 @@ class LocalServer:
                     record.requests += 1
                     self.requests.append(request)
                 response = self.respond(request)
+                time.sleep(response.delay)
                 if response.drop:
                     return
                 close = response.close or self.close_after_response
-                sock.sendall(_encode(response, close))
+                encoded = _encode(response, close)
+                if response.reset:
+                    sock.sendall(encoded[:5])
+                    # SO_LINGER with a zero timeout makes close() send RST.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.close()
+                    return
+                if response.truncate:
+                    sock.sendall(encoded[: len(encoded) - len(response.body) // 2])
+                    return
+                sock.sendall(encoded)
                 if close:
                     return
         except (OSError, ssl.SSLError, ValueError):

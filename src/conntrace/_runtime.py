@@ -22,6 +22,8 @@ tracer: trace.Tracer = trace.NoOpTracer()
 # Called with a layers.pool.ConnectionState when a traced TCP connection closes.
 close_observers: list[Callable[[Any], None]] = []
 _reported: set[str] = set()
+# Test-only: every hook fails inside conntrace, to show that the host program never notices.
+inject_faults = False
 
 
 def suppressed() -> bool:
@@ -58,6 +60,8 @@ def hook(name: str, start: Start) -> Callable[..., Any]:
         if not active or suppressed():
             return wrapped(*args, **kwargs)
         try:
+            if inject_faults:
+                raise RuntimeError(f"injected fault in {name}")
             probe = start(instance, args, kwargs)
         except Exception:
             report_internal_error(name)

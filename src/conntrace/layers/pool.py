@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import os
 import threading
 import time
 import weakref
@@ -38,7 +39,9 @@ from .._redact import full_url
 # Connection ids number TCP connections across the process in the order they open.
 _connection_ids = itertools.count(1)
 
-_pools_lock = threading.Lock()
+# One lock for every pool's counters: it guards only the rare paths (a new pool, a new
+# connection, an error, a discard), and one lock is simple to renew in a forked child.
+_lock = threading.Lock()
 _pools_per_host: dict[tuple[str, str, int | None], int] = {}
 
 # Connection objects that have connected at least once, for gauges of open connections.
@@ -47,8 +50,18 @@ _connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def reset() -> None:
     """Forget which hosts had pools (used when conntrace is switched off)."""
-    with _pools_lock:
+    with _lock:
         _pools_per_host.clear()
+
+
+def _renew_lock_in_child() -> None:
+    # A fork while another thread held the lock would leave the child's copy held for ever.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_renew_lock_in_child)
 
 
 class PoolState:
@@ -58,7 +71,6 @@ class PoolState:
         "discards_pending",
         "errors_pending",
         "host",
-        "lock",
         "max_size",
         "objects",
         "port",
@@ -76,14 +88,13 @@ class PoolState:
         self.objects = 0
         self.errors_pending = 0
         self.discards_pending = 0
-        self.lock = threading.Lock()
 
     def reason_for_new_object(self) -> str:
         # urllib3's pool queue is LIFO: pooled connections sit above empty slots, and the
         # empty slots that errors put back sit above the initial ones. So when urllib3
         # builds a new connection object, every pooled connection was checked out, and an
         # error slot, if there is one, is the slot it took.
-        with self.lock:
+        with _lock:
             self.objects += 1
             if self.errors_pending:
                 self.errors_pending -= 1
@@ -173,7 +184,7 @@ class _PoolCreation:
             return
         pool = self.pool
         key = (pool.scheme, pool.host, pool.port)
-        with _pools_lock:
+        with _lock:
             earlier = _pools_per_host.get(key, 0)
             _pools_per_host[key] = earlier + 1
         pool._conntrace_pool = PoolState(pool, replaces=earlier)
@@ -410,7 +421,7 @@ class _Return:
         conn = self.conn
         if conn is None:
             # urllib3 puts an empty slot back when an error broke the connection.
-            with state.lock:
+            with _lock:
                 state.errors_pending += 1
             return
         conn_state = connection_state(conn, state)
@@ -419,7 +430,7 @@ class _Return:
         if not discarded:
             conn_state.released_at = time.monotonic()
             return
-        with state.lock:
+        with _lock:
             state.discards_pending += 1
         span = trace.get_current_span()
         if span.is_recording():
