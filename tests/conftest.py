@@ -156,11 +156,11 @@ def moto_endpoint() -> Iterator[str]:
 
     app = DomainDispatcherApplication(create_backend_app)
     wsgi = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=wsgi.run, daemon=True)
-    thread.start()
+    threading.Thread(target=wsgi.run, daemon=True).start()
     yield f"http://127.0.0.1:{wsgi.effective_port}"
+    # waitress's loop runs on while keep-alive connections stay open; the thread is a
+    # daemon, so it is not waited for.
     wsgi.close()
-    thread.join(timeout=5)
 
 
 def dynamodb(endpoint: str, **config: Any) -> Any:
