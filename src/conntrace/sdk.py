@@ -1,0 +1,444 @@
+"""Setting up OpenTelemetry for a traced run, once per process, and taking it down with a bound.
+
+``start`` reuses a tracer provider that someone already configured (``opentelemetry-
+instrument``, the program's own ``sitecustomize``) instead of installing a second one.
+Otherwise it builds one from the ``Config``. The OTLP exporter is imported only when the
+first batch of spans is sent: a program that makes no traced call never pays for it.
+
+Exporting never costs the program more than ``export_timeout`` at exit, and never more than
+one warning line, whatever the collector does.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable
+
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from .config import Config
+
+if TYPE_CHECKING:
+    from .console import ConsoleView
+
+log = logging.getLogger("conntrace")
+
+_lock = threading.Lock()
+_session: Session | None = None
+
+
+def start(config: Config) -> Session:
+    """Switch conntrace on for this process; later calls return the first call's session."""
+    global _session
+    with _lock:
+        if _session is None:
+            _session = _start(config)
+        return _session
+
+
+def current() -> Session | None:
+    """The session of this process, if ``start`` was called."""
+    return _session
+
+
+class Session:
+    """What ``start`` set up: flush and shut down, each within a bound."""
+
+    def __init__(
+        self,
+        config: Config,
+        provider: Any = None,
+        owns_provider: bool = False,
+        meter_provider: Any = None,
+        console: ConsoleView | None = None,
+        export: _ExportGuard | None = None,
+    ) -> None:
+        self.config = config
+        self.provider = provider
+        self.owns_provider = owns_provider
+        self.meter_provider = meter_provider
+        self.console = console
+        self._export = export
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Send what was recorded so far; True if it all went out within ``timeout_s``."""
+        providers = [p for p in (self.provider, self.meter_provider) if p is not None]
+        if not providers:
+            return True
+        failures = self._export.failures if self._export else 0
+        millis = int(timeout_s * 1000)
+        done = _bounded(lambda: all([p.force_flush(millis) for p in providers]), timeout_s)
+        if self._export is not None:
+            if not done:
+                self._export.warn(f"not sent within {timeout_s:g} s")
+            return done and self._export.failures == failures
+        return done
+
+    def shutdown(self, timeout_s: float) -> None:
+        """Print the terminal view's summary and send the rest, within ``timeout_s``.
+
+        A provider that someone else set up is flushed but left running: its owner shuts it
+        down. Only the first call does anything.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self.console is not None:
+            self.console.print_summary()
+        if not self.owns_provider:
+            self.flush(timeout_s)
+            return
+        if self._export is not None:
+            # Exports still queued after the bound are dropped rather than attempted.
+            self._export.deadline = time.monotonic() + timeout_s
+        providers = [p for p in (self.provider, self.meter_provider) if p is not None]
+
+        def close() -> bool:
+            for provider in providers:
+                provider.shutdown()
+            return True
+
+        if not _bounded(close, timeout_s) and self._export is not None:
+            self._export.warn(f"not sent within {timeout_s:g} s")
+
+    def _at_exit(self) -> None:
+        try:
+            self.shutdown(self.config.export_timeout)
+        except Exception:
+            log.warning("conntrace: could not finish tracing at exit", exc_info=True)
+
+    def _in_forked_worker(self) -> None:
+        # A forked multiprocessing worker ends in os._exit, which skips atexit: let
+        # multiprocessing's own exit finalizers send its spans.
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(None, self._at_exit, exitpriority=-100)
+
+
+def _bounded(work: Callable[[], bool], timeout_s: float) -> bool:
+    """Run ``work`` for at most ``timeout_s``; False if it failed or did not end in time."""
+    outcome: list[bool] = []
+
+    def run() -> None:
+        try:
+            outcome.append(bool(work()))
+        except Exception:
+            log.debug("conntrace: flushing failed", exc_info=True)
+            outcome.append(False)
+
+    thread = threading.Thread(target=run, name="conntrace-flush", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:
+        # Python 3.12.0-3.12.x refuse new threads in atexit handlers: run here. The
+        # exporter's own timeout and the guard's deadline still bound the wait.
+        run()
+        return outcome[0]
+    thread.join(timeout_s)
+    return bool(outcome and outcome[0])
+
+
+# --- exporting --------------------------------------------------------------------------------
+
+
+class _ExportGuard:
+    """Counts failed exports and says so in one warning line per process.
+
+    The OTLP exporters log every retry and failure themselves; while conntrace owns the
+    exporter, those records are collected here instead, and the last one gives the reason.
+    """
+
+    def __init__(self, endpoint: str, protocol: str) -> None:
+        self.endpoint = endpoint
+        self.protocol = protocol
+        self.failures = 0
+        self.deadline: float | None = None
+        self.reason = ""
+        self._warned = False
+        self._lock = threading.Lock()
+
+    def failed(self, reason: str = "") -> None:
+        with self._lock:
+            self.failures += 1
+        self.warn(reason or self.reason or "the exporter gave up")
+
+    def warn(self, reason: str) -> None:
+        with self._lock:
+            if self._warned:
+                return
+            self._warned = True
+        detail = f"{reason}; {self.reason}" if self.reason and self.reason != reason else reason
+        log.warning(
+            "conntrace: spans not sent to %s (%s): %s; later export errors are not shown",
+            self.endpoint,
+            self.protocol,
+            _one_line(detail),
+        )
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class _Silencer(logging.Handler):
+    """Takes the OTLP exporters' log records, keeping the last problem as a reason."""
+
+    def __init__(self, guard: _ExportGuard) -> None:
+        super().__init__(logging.WARNING)
+        self.guard = guard
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        self.guard.reason = message
+        # Warnings are retries still under way; an error is an export given up.
+        if record.levelno >= logging.ERROR:
+            self.guard.warn(message)
+
+
+def _silence_exporter_logs(guard: _ExportGuard) -> None:
+    exporters = logging.getLogger("opentelemetry.exporter")
+    exporters.propagate = False
+    exporters.addHandler(_Silencer(guard))
+
+
+class _LazyExporter(SpanExporter):  # type: ignore[misc]
+    """A span exporter that imports and builds the real one only once spans exist.
+
+    ``warm`` builds it in the background when the first span starts, while the program
+    waits on the network; building it at exit is too late for gRPC, which cannot start
+    its threads once the interpreter is shutting down.
+    """
+
+    def __init__(self, factory: Callable[[], SpanExporter], guard: _ExportGuard) -> None:
+        self._factory = factory
+        self._guard = guard
+        self._inner: SpanExporter | None = None
+        self._lock = threading.Lock()
+        self._warming = False
+        self._shut = False
+
+    def after_fork(self) -> None:
+        # The parent's exporter holds its channel or pooled sockets: a forked child that
+        # used them would talk over its parent's connections. It builds its own.
+        self._inner = None
+        self._lock = threading.Lock()
+        self._warming = False
+
+    def warm(self) -> None:
+        if self._warming:
+            return
+        self._warming = True
+        # No new threads at interpreter exit: then the first export builds it.
+        with contextlib.suppress(RuntimeError):
+            threading.Thread(target=self._build, name="conntrace-exporter", daemon=True).start()
+
+    def _build(self) -> SpanExporter | None:
+        with self._lock:
+            if self._inner is None:
+                try:
+                    self._inner = self._factory()
+                except Exception as error:
+                    self._guard.failed(f"{type(error).__name__}: {error}")
+            return self._inner
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        if self._guard.expired() or self._shut:
+            self._guard.failed("time ran out at exit")
+            return SpanExportResult.FAILURE
+        exporter = self._build()
+        if exporter is None:
+            return SpanExportResult.FAILURE
+        try:
+            result = exporter.export(spans)
+        except Exception as error:
+            self._guard.failed(f"{type(error).__name__}: {error}")
+            return SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self._guard.failed()
+        return result
+
+    def shutdown(self) -> None:
+        self._shut = True
+        if self._inner is not None:
+            self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True if self._inner is None else self._inner.force_flush(timeout_millis)
+
+
+class _WarmUp(SpanProcessor):  # type: ignore[misc]
+    def __init__(self, exporter: _LazyExporter) -> None:
+        self._exporter = exporter
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self._exporter.warm()
+
+
+def _otlp_span_exporter(config: Config) -> SpanExporter:
+    endpoint = config.traces_endpoint
+    if config.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(endpoint=endpoint, timeout=config.export_timeout)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpSpanExporter,
+    )
+
+    return HttpSpanExporter(endpoint=endpoint, timeout=config.export_timeout)
+
+
+def _otlp_metric_exporter(config: Config) -> Any:
+    endpoint = config.metrics_endpoint
+    if config.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        return OTLPMetricExporter(endpoint=endpoint, timeout=config.export_timeout)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpMetricExporter,
+    )
+
+    return HttpMetricExporter(endpoint=endpoint, timeout=config.export_timeout)
+
+
+# --- setting up -------------------------------------------------------------------------------
+
+
+def _sampler(config: Config) -> Any:
+    from opentelemetry.sdk.trace import sampling
+
+    ratio = 1.0 if config.sampler_arg is None else config.sampler_arg
+    samplers: dict[str, Callable[[], Any]] = {
+        "always_on": lambda: sampling.ALWAYS_ON,
+        "always_off": lambda: sampling.ALWAYS_OFF,
+        "traceidratio": lambda: sampling.TraceIdRatioBased(ratio),
+        "parentbased_always_on": lambda: sampling.ParentBased(sampling.ALWAYS_ON),
+        "parentbased_always_off": lambda: sampling.ParentBased(sampling.ALWAYS_OFF),
+        "parentbased_traceidratio": lambda: sampling.ParentBased(sampling.TraceIdRatioBased(ratio)),
+    }
+    return samplers[config.sampler]()
+
+
+def _new_provider(config: Config) -> tuple[Any, _ExportGuard | None]:
+    from opentelemetry.sdk.resources import Resource
+
+    resource = Resource.create(
+        {**dict(config.resource_attributes), "service.name": config.service_name}
+    )
+    provider = TracerProvider(resource=resource, sampler=_sampler(config), shutdown_on_exit=False)
+    guard = None
+    if config.otlp_traces or config.otlp_metrics:
+        guard = _ExportGuard(config.traces_endpoint, config.otlp_protocol)
+        _silence_exporter_logs(guard)
+    if config.otlp_traces and guard is not None:
+        if config.otlp_protocol == "grpc":
+            # The gRPC exporter imports this SDK module, which builds a Resource with a
+            # thread pool at import time: impossible once the interpreter is exiting, so
+            # an exporter first needed at exit could not be built. Importing it costs ~8 ms.
+            import opentelemetry.sdk._logs  # noqa: F401
+        exporter = _LazyExporter(lambda: _otlp_span_exporter(config), guard)
+        provider.add_span_processor(_WarmUp(exporter))
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=exporter.after_fork)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider, guard
+
+
+def _meter_provider(config: Config, resource: Any) -> tuple[Any, bool]:
+    """The meter provider for conntrace's metrics: an existing SDK one, or a new one for OTLP."""
+    from opentelemetry import metrics
+
+    existing = metrics.get_meter_provider()
+    sdk_metrics = sys.modules.get("opentelemetry.sdk.metrics")
+    if sdk_metrics is not None and isinstance(existing, sdk_metrics.MeterProvider):
+        return existing, False
+    if not config.otlp_metrics:
+        return None, False
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    reader = PeriodicExportingMetricReader(_otlp_metric_exporter(config))
+    provider = MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False)
+    metrics.set_meter_provider(provider)
+    return provider, True
+
+
+def _start(config: Config) -> Session:
+    if config.sdk_disabled:
+        return Session(config)
+    from opentelemetry import trace
+
+    import conntrace
+
+    provider: Any = trace.get_tracer_provider()
+    guard: _ExportGuard | None = None
+    owns = False
+    if isinstance(provider, trace.ProxyTracerProvider):
+        provider, guard = _new_provider(config)
+        trace.set_tracer_provider(provider)
+        # Someone may have won the race to set one; use whatever is global now.
+        owns = trace.get_tracer_provider() is provider
+        provider = trace.get_tracer_provider()
+    console = _console_view(config, provider)
+    meter_provider, owns_meters = _meter_provider(config, getattr(provider, "resource", None))
+    conntrace.instrument(tracer_provider=provider, meter_provider=meter_provider)
+    session = Session(
+        config,
+        provider=provider if hasattr(provider, "force_flush") else None,
+        owns_provider=owns,
+        meter_provider=meter_provider if owns_meters else None,
+        console=console,
+        export=guard if owns else None,
+    )
+    atexit.register(session._at_exit)
+    _follow_forks(session)
+    return session
+
+
+def _console_view(config: Config, provider: Any) -> ConsoleView | None:
+    if not config.console_view:
+        return None
+    if not isinstance(provider, TracerProvider):
+        log.warning(
+            "conntrace: the tracer provider in place (%s) takes no span processors; "
+            "the terminal view is off",
+            type(provider).__name__,
+        )
+        return None
+    from .console import ConsoleView
+
+    view = ConsoleView(sys.stderr, color=config.color, title=config.service_name)
+    provider.add_span_processor(view)
+    return view
+
+
+def _follow_forks(session: Session) -> None:
+    if not hasattr(os, "register_at_fork"):
+        return
+    if session.console is not None:
+        # A forked child reports its own calls, not its parent's.
+        os.register_at_fork(after_in_child=session.console.reset)
+    if session.owns_provider:
+        import wrapt
+
+        def watch(module: Any) -> None:
+            module.register_after_fork(session, Session._in_forked_worker)
+
+        wrapt.register_post_import_hook(watch, "multiprocessing.util")

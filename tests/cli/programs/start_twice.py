@@ -1,0 +1,18 @@
+"""Starts conntrace again by hand, and runs the bootstrap again: neither sets up a second time."""
+
+import importlib
+import os
+import sys
+
+import urllib3
+from opentelemetry import trace
+
+from conntrace import config, sdk
+
+first = sdk.current()
+again = sdk.start(config.load_config(os.environ))
+importlib.import_module("conntrace.bootstrap.sitecustomize")
+processors = trace.get_tracer_provider()._active_span_processor._span_processors
+views = [p for p in processors if type(p).__name__ == "ConsoleView"]
+print(f"same session: {first is again is sdk.current()}; console views: {len(views)}", flush=True)
+urllib3.PoolManager().request("GET", sys.argv[1])
