@@ -19,6 +19,8 @@ _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY  # type: ignore[attr-
 
 active = False
 tracer: trace.Tracer = trace.NoOpTracer()
+# What conntrace.instrument() was given, for the metrics; None means the global one.
+meter_provider: Any = None
 # Called with a layers.pool.ConnectionState when a traced TCP connection closes.
 close_observers: list[Callable[[Any], None]] = []
 _reported: set[str] = set()

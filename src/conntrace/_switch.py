@@ -1,0 +1,67 @@
+"""Switching tracing on and off: the patches of every layer, applied lazily."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from opentelemetry import trace
+
+from . import __version__, _runtime
+from ._patching import Layer, Patcher
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+
+
+def _layer(name: str, trigger: str) -> Layer:
+    def apply(patcher: Patcher, module: ModuleType) -> None:
+        importlib.import_module(f"conntrace.layers.{name}").apply(patcher, module)
+
+    return Layer(trigger, apply)
+
+
+# The pool layer must come first: the others rely on the state it keeps.
+_LAYERS = (
+    _layer("pool", "urllib3"),
+    _layer("dns_tcp", "urllib3"),
+    _layer("tls", "urllib3"),
+    _layer("botocore", "botocore.client"),
+)
+_patcher = Patcher()
+_lock = threading.Lock()
+
+
+def instrument(
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> None:
+    """Switch tracing on. Calling it again while on changes nothing."""
+    with _lock:
+        if _runtime.active:
+            return
+        _runtime.tracer = trace.get_tracer("conntrace", __version__, tracer_provider)
+        _runtime.meter_provider = meter_provider
+        _runtime.active = True
+        for layer in _LAYERS:
+            layer.enable(_patcher)
+
+
+def uninstrument() -> None:
+    """Switch tracing off and restore every patched function."""
+    with _lock:
+        if not _runtime.active:
+            return
+        _runtime.active = False
+        _patcher.remove_all()
+        for layer in _LAYERS:
+            layer.applied = False
+        from .layers import pool
+
+        pool.reset()
+
+
+def is_instrumented() -> bool:
+    return _runtime.active
