@@ -337,10 +337,25 @@ def _sampler(config: Config) -> Any:
 
 
 def _new_provider(config: Config) -> tuple[Any, _ExportGuard | None]:
-    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.resources import (
+        SERVICE_NAME,
+        TELEMETRY_SDK_LANGUAGE,
+        TELEMETRY_SDK_NAME,
+        TELEMETRY_SDK_VERSION,
+        Resource,
+    )
+    from opentelemetry.sdk.version import __version__ as sdk_version
 
-    resource = Resource.create(
-        {**dict(config.resource_attributes), "service.name": config.service_name}
+    # Not Resource.create(): its detectors read OTEL_RESOURCE_ATTRIBUTES a second time
+    # (warning again about a value config.py already warned about) and start a thread pool.
+    resource = Resource(
+        {
+            TELEMETRY_SDK_LANGUAGE: "python",
+            TELEMETRY_SDK_NAME: "opentelemetry",
+            TELEMETRY_SDK_VERSION: sdk_version,
+            **dict(config.resource_attributes),
+            SERVICE_NAME: config.service_name,
+        }
     )
     provider = TracerProvider(resource=resource, sampler=_sampler(config), shutdown_on_exit=False)
     guard = None
