@@ -109,8 +109,12 @@ class Session:
                 provider.shutdown()
             return True
 
-        if not _bounded(close, timeout_s) and self._export is not None:
+        if self._export is None:
+            _bounded(close, timeout_s)
+            return
+        if not _bounded(close, timeout_s):
             self._export.warn(f"not sent within {timeout_s:g} s")
+        self._export.report_drops()
 
     def _at_exit(self) -> None:
         try:
@@ -153,16 +157,18 @@ def _bounded(work: Callable[[], bool], timeout_s: float) -> bool:
 
 
 class _ExportGuard:
-    """Counts failed exports and says so in one warning line per process.
+    """Counts failed exports and dropped spans, and says so in one line each per process.
 
-    The OTLP exporters log every retry and failure themselves; while conntrace owns the
-    exporter, those records are collected here instead, and the last one gives the reason.
+    The OTLP exporters log every retry and failure themselves, and the SDK's batch
+    processor logs every span it drops from a full queue; while conntrace owns the
+    exporter, those records are counted here instead, and the last one gives the reason.
     """
 
     def __init__(self, endpoint: str, protocol: str) -> None:
         self.endpoint = endpoint
         self.protocol = protocol
         self.failures = 0
+        self.dropped = 0
         self.deadline: float | None = None
         self.reason = ""
         self._warned = False
@@ -189,6 +195,15 @@ class _ExportGuard:
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
+    def report_drops(self) -> None:
+        if self.dropped:
+            log.warning(
+                "conntrace: %d spans dropped: the export queue was full (collector at %s "
+                "slow or down); raise OTEL_BSP_MAX_QUEUE_SIZE to keep more",
+                self.dropped,
+                self.endpoint,
+            )
+
 
 def _one_line(text: str, limit: int = 200) -> str:
     flat = " ".join(text.split())
@@ -213,10 +228,25 @@ class _Silencer(logging.Handler):
             self.guard.warn(message)
 
 
+class _DropCounter(logging.Filter):
+    """Counts, instead of logging, each span the batch processor drops from a full queue."""
+
+    def __init__(self, guard: _ExportGuard) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Queue full"):
+            self.guard.dropped += 1
+            return False
+        return True
+
+
 def _silence_exporter_logs(guard: _ExportGuard) -> None:
     exporters = logging.getLogger("opentelemetry.exporter")
     exporters.propagate = False
     exporters.addHandler(_Silencer(guard))
+    logging.getLogger("opentelemetry.sdk._shared_internal").addFilter(_DropCounter(guard))
 
 
 class _LazyExporter(SpanExporter):  # type: ignore[misc]
