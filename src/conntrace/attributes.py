@@ -90,3 +90,60 @@ REASONS = (
     REASON_STALE,
     REASON_ERROR,
 )
+
+# --- AWS Lambda: one SERVER span per invocation (layers/awslambda.py) ------------------
+FAAS_INVOCATION_ID = "faas.invocation_id"
+FAAS_COLDSTART = "faas.coldstart"
+FAAS_NAME = "faas.name"
+FAAS_VERSION = "faas.version"
+CLOUD_RESOURCE_ID = "cloud.resource_id"
+CLOUD_ACCOUNT_ID = "cloud.account.id"
+AWS_LAMBDA_INVOKED_ARN = "aws.lambda.invoked_arn"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
+EVENT_EXCEPTION = "exception"
+
+# --- diagnosis: metrics, findings and the report (metrics.py, findings.py) ------------
+URL_SCHEME = "url.scheme"
+HTTP_CONNECTION_STATE = "http.connection.state"
+CONNECTION_STATE_ACTIVE = "active"
+CONNECTION_STATE_IDLE = "idle"
+
+METRIC_OPEN_CONNECTIONS = "http.client.open_connections"
+METRIC_CONNECTION_DURATION = "http.client.connection.duration"
+METRIC_TIME_IN_QUEUE = "http.client.request.time_in_queue"
+METRIC_DNS_DURATION = "dns.lookup.duration"
+METRIC_CONNECT_DURATION = "conntrace.tcp.connect.duration"
+METRIC_TLS_DURATION = "conntrace.tls.handshake.duration"
+METRIC_CONNECTIONS_OPENED = "conntrace.connections.opened"
+METRIC_REQUESTS = "conntrace.requests"
+
+# A finding is a span event on the nearest open ancestor of the span that showed it.
+EVENT_FINDING = "conntrace.finding"
+FINDING_ID = "conntrace.finding.id"
+FINDING_SEVERITY = "conntrace.finding.severity"
+FINDING_MESSAGE = "conntrace.finding.message"
+
+SEVERITY_WARNING = "warning"
+SEVERITY_INFO = "info"
+
+FINDING_CLIENT_RECREATED = "client_recreated"
+FINDING_POOL_TOO_SMALL = "pool_too_small"
+FINDING_SERVER_CLOSES = "server_closes_connections"
+FINDING_IDLE_DROPPED = "idle_connections_dropped"
+FINDING_REPEATED_DNS = "repeated_dns_lookups"
+FINDING_DEFAULT_TIMEOUTS = "default_timeouts"
+FINDING_RETRY_TIME = "time_lost_to_retries"
+FINDING_SETUP_SHARE = "connection_setup_share"
+
+FINDINGS = (
+    FINDING_CLIENT_RECREATED,
+    FINDING_POOL_TOO_SMALL,
+    FINDING_SERVER_CLOSES,
+    FINDING_IDLE_DROPPED,
+    FINDING_REPEATED_DNS,
+    FINDING_DEFAULT_TIMEOUTS,
+    FINDING_RETRY_TIME,
+    FINDING_SETUP_SHARE,
+)
