@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -61,6 +62,10 @@ def uninstrument() -> None:
         from .layers import pool
 
         pool.reset()
+        # Findings are only loaded when something installed them.
+        findings = sys.modules.get("conntrace.findings")
+        if findings is not None:
+            findings.uninstall()
 
 
 def is_instrumented() -> bool:

@@ -57,6 +57,8 @@ class Config:
     console: bool = False
     color: str = "auto"
     export_timeout: float = 3.0
+    # Where to write the JSON report at exit (conntrace.report reads CONNTRACE_REPORT).
+    report: str | None = None
     sdk_disabled: bool = False
 
     @property
@@ -138,7 +140,7 @@ def _names(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
         names = [name.strip().lower() for name in text.split(",") if name.strip()]
         unknown = [name for name in names if name not in choices]
         if unknown or not names:
-            shown = ", ".join(unknown) or "nothing"
+            shown = ", ".join(map(repr, unknown)) or "nothing"
             raise ValueError(f"unknown exporter {shown} (expected {', '.join(choices)})")
         return tuple(dict.fromkeys(name for name in names if name != "none"))
 
@@ -285,6 +287,15 @@ SETTINGS: tuple[Setting, ...] = (
         "SECONDS",
         "bound on sending spans at exit (and on each export): a down collector costs no more",
         "3",
+    ),
+    Setting(
+        "CONNTRACE_REPORT",
+        "--report",
+        "report",
+        parse_name,
+        "PATH",
+        "write the JSON report (per-host totals and findings) to PATH at exit",
+        "none",
     ),
     Setting(
         "CONNTRACE_COLOR",

@@ -17,13 +17,16 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from . import _runtime
 from . import attributes as A
+
+if TYPE_CHECKING:
+    from .findings import Diagnosis, Finding
 
 BAR_WIDTH = 20
 # Labels are padded to at least this, so that successive waterfalls line up.
@@ -357,6 +360,19 @@ def render_summary(summary: Summary, style: Style) -> list[str]:
     return lines
 
 
+def render_findings(findings: Sequence[Finding], style: Style) -> list[str]:
+    """What to change, after the numbers: each finding as ``Finding.render`` words it."""
+    if not findings:
+        return []
+    lines = [style.paint(f"  findings: {len(findings)}", "bold")]
+    for finding in findings:
+        first, *rest = finding.render().splitlines()
+        colour = "yellow" if finding.severity == "warning" else "bold"
+        lines.append(f"  {style.paint(first, colour)}")
+        lines.extend(f"  {line}" for line in rest)
+    return lines
+
+
 def _host_lines(stats: HostStats, style: Style) -> list[str]:
     sep = f" {style.dot} "
     opened = sum(stats.opened.values())
@@ -387,10 +403,17 @@ def _host_lines(stats: HostStats, style: Style) -> list[str]:
 class ConsoleView(SpanProcessor):  # type: ignore[misc]
     """Prints a waterfall for each call as it ends, and ``print_summary`` at exit."""
 
-    def __init__(self, stream: IO[str] | None = None, color: str = "auto", title: str = "") -> None:
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        color: str = "auto",
+        title: str = "",
+        diagnosis: Diagnosis | None = None,
+    ) -> None:
         self._stream = stream
         self._color = color
         self.title = title
+        self.diagnosis = diagnosis
         self.reset()
 
     @property
@@ -495,7 +518,10 @@ class ConsoleView(SpanProcessor):  # type: ignore[misc]
         with self._lock:
             if self.summary.empty:
                 return
-            lines = render_summary(self.summary, Style(self.stream, self._color))
+            style = Style(self.stream, self._color)
+            lines = render_summary(self.summary, style)
+        if self.diagnosis is not None:
+            lines.extend(render_findings(self.diagnosis.findings(), style))
         self._write("\n".join(lines) + "\n")
 
     def _write(self, text: str) -> None:

@@ -696,6 +696,11 @@ class Diagnosis(SpanProcessor):
         self.metrics = metrics
         self.annotate = annotate
         self.closed = False
+        self._listeners: list[Listener] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything seen (a forked child starts afresh)."""
         self._lock = threading.Lock()
         self._open: dict[int, Span] = {}
         self._setups: dict[int, _Setup] = {}
@@ -704,7 +709,6 @@ class Diagnosis(SpanProcessor):
         self._hosts: dict[_Server, HostStats] = {}
         self._operations: dict[str, OperationStats] = {}
         self._api_calls = 0
-        self._listeners: list[Listener] = []
 
     # --- listeners -----------------------------------------------------------------------
 

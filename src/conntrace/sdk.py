@@ -28,6 +28,7 @@ from .config import Config
 
 if TYPE_CHECKING:
     from .console import ConsoleView
+    from .findings import Diagnosis
 
 log = logging.getLogger("conntrace")
 
@@ -59,9 +60,11 @@ class Session:
         owns_provider: bool = False,
         meter_provider: Any = None,
         console: ConsoleView | None = None,
+        diagnosis: Diagnosis | None = None,
         export: _ExportGuard | None = None,
     ) -> None:
         self.config = config
+        self.diagnosis = diagnosis
         self.provider = provider
         self.owns_provider = owns_provider
         self.meter_provider = meter_provider
@@ -441,15 +444,17 @@ def _start(config: Config) -> Session:
         # Someone may have won the race to set one; use whatever is global now.
         owns = trace.get_tracer_provider() is provider
         provider = trace.get_tracer_provider()
-    console = _console_view(config, provider)
     meter_provider, owns_meters = _meter_provider(config, getattr(provider, "resource", None))
     conntrace.instrument(tracer_provider=provider, meter_provider=meter_provider)
+    diagnosis = _diagnosis(provider, meter_provider, report=config.report is not None)
+    console = _console_view(config, provider, diagnosis)
     session = Session(
         config,
         provider=provider if hasattr(provider, "force_flush") else None,
         owns_provider=owns,
         meter_provider=meter_provider if owns_meters else None,
         console=console,
+        diagnosis=diagnosis,
         export=guard if owns else None,
     )
     atexit.register(session._at_exit)
@@ -457,7 +462,16 @@ def _start(config: Config) -> Session:
     return session
 
 
-def _console_view(config: Config, provider: Any) -> ConsoleView | None:
+def _diagnosis(provider: Any, meter_provider: Any, report: bool) -> Diagnosis | None:
+    """Findings and metrics, on a provider that takes span processors."""
+    if not isinstance(provider, TracerProvider):
+        return None
+    from . import findings
+
+    return findings.install(provider, meter_provider, report=report)
+
+
+def _console_view(config: Config, provider: Any, diagnosis: Diagnosis | None) -> ConsoleView | None:
     if not config.console_view:
         return None
     if not isinstance(provider, TracerProvider):
@@ -469,7 +483,9 @@ def _console_view(config: Config, provider: Any) -> ConsoleView | None:
         return None
     from .console import ConsoleView
 
-    view = ConsoleView(sys.stderr, color=config.color, title=config.service_name)
+    view = ConsoleView(
+        sys.stderr, color=config.color, title=config.service_name, diagnosis=diagnosis
+    )
     provider.add_span_processor(view)
     return view
 
@@ -477,9 +493,11 @@ def _console_view(config: Config, provider: Any) -> ConsoleView | None:
 def _follow_forks(session: Session) -> None:
     if not hasattr(os, "register_at_fork"):
         return
+    # A forked child reports its own calls, not its parent's.
     if session.console is not None:
-        # A forked child reports its own calls, not its parent's.
         os.register_at_fork(after_in_child=session.console.reset)
+    if session.diagnosis is not None:
+        os.register_at_fork(after_in_child=session.diagnosis.reset)
     if session.owns_provider:
         import wrapt
 

@@ -108,8 +108,8 @@ def test_empty_variables_count_as_unset():
 @pytest.mark.parametrize(
     ("name", "value", "reason"),
     [
-        ("OTEL_TRACES_EXPORTER", "zipkin", "unknown exporter zipkin"),
-        ("OTEL_METRICS_EXPORTER", "prometheus", "unknown exporter prometheus"),
+        ("OTEL_TRACES_EXPORTER", "zipkin", "unknown exporter 'zipkin'"),
+        ("OTEL_METRICS_EXPORTER", "prometheus", "unknown exporter 'prometheus'"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "expected one of grpc, http/protobuf"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "expected a URL"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:port", "expected a URL"),

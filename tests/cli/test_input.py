@@ -32,8 +32,8 @@ def test_version():
     ("args", "reason"),
     [
         (["--frobnicate"], "unknown option --frobnicate"),
-        (["--exporter", "zipkin"], "--exporter 'zipkin': unknown exporter zipkin"),
-        (["--exporter=otlp,jaeger"], "--exporter 'otlp,jaeger': unknown exporter jaeger"),
+        (["--exporter", "zipkin"], "--exporter 'zipkin': unknown exporter 'zipkin'"),
+        (["--exporter=otlp,jaeger"], "--exporter 'otlp,jaeger': unknown exporter 'jaeger'"),
         (["--protocol", "udp"], "--protocol 'udp': expected one of grpc, http/protobuf"),
         (["--export-timeout", "soon"], "--export-timeout 'soon': expected a number of seconds"),
         (["--console=yes"], "--console takes no value"),

@@ -195,7 +195,7 @@ class _PoolCreation:
                     A.EVENT_POOL_CREATED,
                     {
                         A.SERVER_ADDRESS: pool.host,
-                        A.SERVER_PORT: pool.port or 0,
+                        A.SERVER_PORT: pool.port or _default_port(pool.scheme),
                         A.POOL_COUNT: earlier + 1,
                     },
                 )
@@ -438,6 +438,7 @@ class _Return:
                 A.EVENT_POOL_DISCARDED,
                 {
                     A.SERVER_ADDRESS: state.host,
+                    A.SERVER_PORT: state.port or _default_port(state.scheme),
                     A.POOL_MAX_SIZE: state.max_size,
                     A.CONNECTION_ID: conn_state.id or 0,
                 },
