@@ -104,7 +104,7 @@ EXCEPTION_MESSAGE = "exception.message"
 EXCEPTION_STACKTRACE = "exception.stacktrace"
 EVENT_EXCEPTION = "exception"
 
-# --- diagnosis: metrics, findings and the report (metrics.py, findings.py) ------------
+# --- diagnosis: metrics, findings and the report (metrics.py, findings/) ------------
 URL_SCHEME = "url.scheme"
 HTTP_CONNECTION_STATE = "http.connection.state"
 CONNECTION_STATE_ACTIVE = "active"

@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from . import _runtime
 from . import attributes as A
+from ._durations import COLUMN, format_ms
 
 if TYPE_CHECKING:
     from .findings import Diagnosis, Finding
@@ -141,19 +142,12 @@ class Style:
         return f"\x1b[{codes}m{text}\x1b[0m"
 
 
-def format_ms(nanoseconds: float) -> str:
-    ms = nanoseconds / 1e6
-    if ms >= 1000:
-        return f"{ms / 1000:.2f} s"
-    if ms >= 100:
-        return f"{ms:.0f} ms"
-    if ms >= 10:
-        return f"{ms:.1f} ms"
-    return f"{ms:.2f} ms"
+def _format_ns(nanoseconds: float) -> str:
+    return format_ms(nanoseconds / 1e6, COLUMN)
 
 
 def _ms_attribute(value: Any) -> str:
-    return format_ms(float(value) * 1e6)
+    return format_ms(float(value), COLUMN)
 
 
 def _ordinal(n: int) -> str:
@@ -252,7 +246,7 @@ class _Block:
                 out.append(painted.rstrip())
                 continue
             bar = _bar(line.start - start, line.end - start, total, style)
-            duration = format_ms(line.end - line.start).rjust(9)
+            duration = _format_ns(line.end - line.start).rjust(9)
             out.append(f"{painted}  {style.paint(bar, 'cyan')} {style.paint(duration, 'dim')}")
         return "\n".join(out) + "\n"
 
@@ -387,12 +381,12 @@ def _host_lines(stats: HostStats, style: Style) -> list[str]:
     reuse = f"reused {stats.reused} of {stats.requests} requests ({ratio:.0%})"
     share = stats.setup_ns / stats.request_ns if stats.request_ns else 0.0
     phases = sep.join(
-        f"{name} {format_ms(ns)}"
+        f"{name} {_format_ns(ns)}"
         for name, ns in (("DNS", stats.dns_ns), ("TCP", stats.tcp_ns), ("TLS", stats.tls_ns))
     )
     setup = (
-        f"{phases} = {format_ms(stats.setup_ns)}, "
-        f"{share:.0%} of {format_ms(stats.request_ns)} in requests"
+        f"{phases} = {_format_ns(stats.setup_ns)}, "
+        f"{share:.0%} of {_format_ns(stats.request_ns)} in requests"
     )
     return [sep.join(first), style.paint(reuse, "green" if ratio >= 0.5 else "yellow"), setup]
 

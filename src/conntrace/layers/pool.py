@@ -189,16 +189,7 @@ class _PoolCreation:
             _pools_per_host[key] = earlier + 1
         pool._conntrace_pool = PoolState(pool, replaces=earlier)
         if earlier:
-            span = trace.get_current_span()
-            if span.is_recording():
-                span.add_event(
-                    A.EVENT_POOL_CREATED,
-                    {
-                        A.SERVER_ADDRESS: pool.host,
-                        A.SERVER_PORT: pool.port or _default_port(pool.scheme),
-                        A.POOL_COUNT: earlier + 1,
-                    },
-                )
+            _pool_event(A.EVENT_POOL_CREATED, pool, {A.POOL_COUNT: earlier + 1})
 
 
 def _start_pool_creation(instance: Any, args: tuple, kwargs: dict) -> _PoolCreation:
@@ -285,6 +276,15 @@ class Attempt:
 
 def _default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
+
+
+def _pool_event(name: str, pool: Any, attributes: dict[str, Any]) -> None:
+    """A pool event on the current span, naming the server it concerns (``pool``: a urllib3
+    pool or its ``PoolState``)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        port = pool.port or _default_port(pool.scheme)
+        span.add_event(name, {A.SERVER_ADDRESS: pool.host, A.SERVER_PORT: port, **attributes})
 
 
 def _start_attempt(instance: Any, args: tuple, kwargs: dict) -> Attempt:
@@ -432,17 +432,11 @@ class _Return:
             return
         with _lock:
             state.discards_pending += 1
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.add_event(
-                A.EVENT_POOL_DISCARDED,
-                {
-                    A.SERVER_ADDRESS: state.host,
-                    A.SERVER_PORT: state.port or _default_port(state.scheme),
-                    A.POOL_MAX_SIZE: state.max_size,
-                    A.CONNECTION_ID: conn_state.id or 0,
-                },
-            )
+        _pool_event(
+            A.EVENT_POOL_DISCARDED,
+            state,
+            {A.POOL_MAX_SIZE: state.max_size, A.CONNECTION_ID: conn_state.id or 0},
+        )
 
 
 def _start_return(instance: Any, args: tuple, kwargs: dict) -> _Return:

@@ -1,0 +1,295 @@
+"""What the rules look at, and what they report.
+
+An ``Attempt`` is one HTTP attempt as the rules see it, with the ``Setup`` of the connection
+it opened, if any. ``HostStats`` and ``OperationStats`` add attempts up for the whole process,
+per server and per API operation, and keep the first spans that showed each finding. A
+``Finding`` is what a rule reports, with ``SpanRef``s to those spans.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+
+from .. import attributes as A
+
+# Connections opened for these reasons are needed; the others replace one that was lost.
+NEEDED = frozenset({A.REASON_FIRST, A.REASON_POOL_BUSY})
+# botocore's connect and read timeouts when the client's config leaves them unset.
+BOTOCORE_DEFAULT_TIMEOUT_S = 60.0
+_SPANS_KEPT = 5
+_IDLE_SAMPLES_KEPT = 10
+
+
+# --- what a finding is ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpanRef:
+    """A span that shows the finding, as a trace backend names it (lower-case hex)."""
+
+    trace_id: str
+    span_id: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    severity: str
+    title: str
+    target: str
+    summary: str
+    advice: str
+    evidence: Mapping[str, Any]
+    spans: tuple[SpanRef, ...] = ()
+
+    def render(self) -> str:
+        """A few lines of plain text for a terminal: what, the numbers, what to do."""
+        lines = [f"[{self.severity}] {self.title}: {self.target}  ({self.id})"]
+        lines.append(f"  {self.summary}")
+        lines.append(f"  advice: {self.advice}")
+        if self.spans:
+            shown = ", ".join(f"{ref.trace_id}/{ref.span_id}" for ref in self.spans[:2])
+            lines.append(f"  spans: {shown}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "severity": self.severity,
+            "title": self.title,
+            "target": self.target,
+            "summary": self.summary,
+            "advice": self.advice,
+            "evidence": dict(self.evidence),
+            "spans": [{"trace_id": ref.trace_id, "span_id": ref.span_id} for ref in self.spans],
+        }
+
+
+# --- one attempt -----------------------------------------------------------------------------
+
+
+class Setup:
+    """One connection setup beneath an attempt: why it was opened and what each step cost."""
+
+    __slots__ = (
+        "dns_lookups",
+        "dns_ms",
+        "keepalive",
+        "ok",
+        "reason",
+        "setup_ms",
+        "tcp_ms",
+        "tls_ms",
+    )
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.ok = False
+        self.setup_ms = 0.0
+        self.dns_ms = 0.0
+        self.dns_lookups = 0
+        self.tcp_ms = 0.0
+        self.tls_ms = 0.0
+        self.keepalive: bool | None = None
+
+
+@dataclass
+class Attempt:
+    """One HTTP attempt as the rules see it."""
+
+    ref: tuple[int, int]
+    duration_ms: float
+    reused: bool
+    reason: str | None
+    setup: Setup | None
+    resend: int
+    error_type: str | None
+    status: int | None
+    closed_by_server: bool
+    idle_dropped_ms: list[float]
+    label: str
+    settings: Mapping[str, Any]
+    prior_ms: float = 0.0
+    backoff_ms: float = 0.0
+    prior_error: str | None = None
+
+    @property
+    def replaced(self) -> bool:
+        """The connection was opened to replace one that was lost."""
+        return self.reason is not None and self.reason not in NEEDED
+
+    @property
+    def failed(self) -> bool:
+        if self.error_type is None:
+            return False
+        # A 4xx answer is the caller's mistake, not a slow or broken connection
+        # (throttling comes back as a retry and is caught there).
+        return self.status is None or self.status >= 500 or self.status == 429
+
+    @property
+    def on_default_timeouts(self) -> bool:
+        return BOTOCORE_DEFAULT_TIMEOUT_S in (
+            self.settings.get(A.AWS_CONNECT_TIMEOUT),
+            self.settings.get(A.AWS_READ_TIMEOUT),
+        )
+
+
+# --- the whole process, per host and per operation -------------------------------------------
+
+
+@dataclass(eq=False)
+class _Examples:
+    """The first spans that showed each finding, for the evidence."""
+
+    spans: dict[str, list[tuple[int, int]]] = field(default_factory=dict, init=False, repr=False)
+
+    def keep(self, finding_id: str, ref: tuple[int, int]) -> None:
+        kept = self.spans.setdefault(finding_id, [])
+        if len(kept) < _SPANS_KEPT:
+            kept.append(ref)
+
+    def refs(self, finding_id: str) -> tuple[SpanRef, ...]:
+        return tuple(_span_ref(ref) for ref in self.spans.get(finding_id, ()))
+
+
+@dataclass(eq=False)
+class HostStats(_Examples):
+    """What the process saw for one server (address and port)."""
+
+    host: str
+    port: int
+    requests: int = 0
+    reused: int = 0
+    request_ms: float = 0.0
+    opened: Counter[str] = field(default_factory=Counter)
+    setup_ms: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    replaced_dns_ms: float = 0.0
+    replaced_tcp_ms: float = 0.0
+    replaced_tls_ms: float = 0.0
+    dns_lookups: int = 0
+    dns_repeated: int = 0
+    dns_ms: float = 0.0
+    dns_ms_max: float = 0.0
+    pools: int = 0
+    pool_max_size: int = 0
+    max_concurrency: int = 0
+    discarded: int = 0
+    closed_by_server: int = 0
+    dropped: int = 0
+    idle_ms_samples: list[float] = field(default_factory=list)
+    idle_ms_min: float | None = None
+    idle_ms_max: float | None = None
+    keepalive: set[bool] = field(default_factory=set)
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pools_seen(self) -> int:
+        """Pools made for this server: events count the second and later ones."""
+        return max(self.pools, 1 if self.requests else 0)
+
+    @property
+    def replaced(self) -> int:
+        return sum(count for reason, count in self.opened.items() if reason not in NEEDED)
+
+    @property
+    def replaced_setup_ms(self) -> float:
+        return sum(ms for reason, ms in self.setup_ms.items() if reason not in NEEDED)
+
+    def add(self, attempt: Attempt) -> None:
+        self.requests += 1
+        self.reused += attempt.reused
+        self.request_ms += attempt.duration_ms
+        self.closed_by_server += attempt.closed_by_server
+        for idle in attempt.idle_dropped_ms:
+            self.dropped += 1
+            if len(self.idle_ms_samples) < _IDLE_SAMPLES_KEPT:
+                self.idle_ms_samples.append(idle)
+            self.idle_ms_min = idle if self.idle_ms_min is None else min(self.idle_ms_min, idle)
+            self.idle_ms_max = idle if self.idle_ms_max is None else max(self.idle_ms_max, idle)
+        setup = attempt.setup
+        if setup is None or setup.reason is None:
+            return
+        self.dns_lookups += setup.dns_lookups
+        self.dns_ms += setup.dns_ms
+        self.dns_ms_max = max(self.dns_ms_max, setup.dns_ms)
+        if setup.keepalive is not None:
+            self.keepalive.add(setup.keepalive)
+        if not setup.ok:
+            return
+        self.opened[setup.reason] += 1
+        self.setup_ms[setup.reason] += setup.setup_ms
+        if attempt.replaced:
+            self.dns_repeated += setup.dns_lookups
+            self.replaced_dns_ms += setup.dns_ms
+            self.replaced_tcp_ms += setup.tcp_ms
+            self.replaced_tls_ms += setup.tls_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "server_address": self.host,
+            "server_port": self.port,
+            "requests": self.requests,
+            "reused": self.reused,
+            "request_ms": round_ms(self.request_ms),
+            "connections_opened": {reason: self.opened.get(reason, 0) for reason in A.REASONS},
+            "setup_ms": {reason: round_ms(self.setup_ms.get(reason, 0.0)) for reason in A.REASONS},
+            "dns_lookups": self.dns_lookups,
+            "dns_ms": round_ms(self.dns_ms),
+            "pools": self.pools_seen,
+            "pool_max_size": self.pool_max_size,
+            "max_concurrency": self.max_concurrency,
+            "discarded": self.discarded,
+            "closed_by_server": self.closed_by_server,
+            "dropped_idle": self.dropped,
+        }
+
+
+@dataclass(eq=False)
+class OperationStats(_Examples):
+    """What the process saw for one API operation (``DynamoDB.GetItem``), or one host's
+    requests when no API call wraps them."""
+
+    label: str
+    calls: int = 0
+    retried_calls: int = 0
+    extra_attempts: int = 0
+    failed_ms: float = 0.0
+    backoff_ms: float = 0.0
+    errors: Counter[str] = field(default_factory=Counter)
+    problems_on_defaults: int = 0
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    ok_attempts: int = 0
+    ok_ms: float = 0.0
+
+    def add(self, attempt: Attempt) -> None:
+        if attempt.settings:
+            self.settings = attempt.settings
+        if attempt.resend == 0:
+            self.calls += 1
+        else:
+            self.extra_attempts += 1
+            self.retried_calls += attempt.resend == 1
+            self.failed_ms += attempt.prior_ms
+            self.backoff_ms += attempt.backoff_ms
+            self.errors[attempt.prior_error or "unknown"] += 1
+        if attempt.error_type is None:
+            self.ok_attempts += 1
+            self.ok_ms += attempt.duration_ms
+        if (attempt.failed or attempt.resend) and attempt.on_default_timeouts:
+            self.problems_on_defaults += 1
+
+
+def _span_ref(ids: tuple[int, int]) -> SpanRef:
+    return SpanRef(trace.format_trace_id(ids[0]), trace.format_span_id(ids[1]))
+
+
+def round_ms(ms: float) -> float:
+    return round(ms, 3)

@@ -1,0 +1,390 @@
+"""The rules: when each finding fires, on what evidence, and what it says.
+
+A rule looks at each attempt as it ends (``concerns``), at the counts kept for the attempt's
+host or operation (``active``) and, once those are enough, words a span event for the
+attempt (``event``) and the finding for the whole process (``describe``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, TypeVar
+
+from .. import attributes as A
+from .._durations import PROSE, format_ms
+from .model import BOTOCORE_DEFAULT_TIMEOUT_S, NEEDED, Attempt, HostStats, OperationStats, round_ms
+
+# Thresholds. One extra pool is common and fine (two clients for one service); one
+# 'Connection: close' can be a server restarting; one lost connection costs one setup.
+CLIENT_RECREATED_MIN = 2
+SERVER_CLOSES_MIN = 2
+SERVER_CLOSES_SHARE = 0.5
+REPEATED_DNS_MIN = 2
+SETUP_SHARE_MIN = 0.2
+SETUP_SHARE_SETUPS_MIN = 2
+
+S = TypeVar("S", HostStats, OperationStats)
+
+
+@dataclass(frozen=True)
+class Rule(Generic[S]):
+    """``concerns``: this attempt is an instance of the problem; ``active``: the process has
+    seen enough of it to say so; ``event``: the line for the attempt's span event;
+    ``describe``: the finding's target, summary, advice and evidence."""
+
+    id: str
+    severity: str
+    title: str
+    concerns: Callable[[Attempt], bool]
+    active: Callable[[S], bool]
+    event: Callable[[Attempt, S], str]
+    describe: Callable[[S], tuple[str, str, str, dict[str, Any]]]
+
+
+def _client_recreated(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    count = h.opened[A.REASON_NEW_POOL]
+    pools = h.pools_seen
+    setup_ms = h.setup_ms[A.REASON_NEW_POOL]
+    summary = (
+        f"{count} connections to {h.target} were opened by a new connection pool ({pools} pools "
+        "so far): a client is being created per call or per invocation, and each new client "
+        "starts without connections."
+    )
+    advice = (
+        "Create the boto3 client or resource once (at module level, outside the Lambda "
+        "handler) and reuse it for every call; clients are thread-safe. Each new client pays "
+        f"DNS, TCP and TLS again: {_duration(setup_ms)} here so far."
+    )
+    evidence = {"connections": count, "pools": pools, "setup_ms": round_ms(setup_ms)}
+    return h.target, summary, advice, {**evidence, "requests": h.requests}
+
+
+def _pool_suggestion(h: HostStats) -> int:
+    return max(h.max_concurrency, h.pool_max_size + 1)
+
+
+def _pool_too_small(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    busy, again = h.opened[A.REASON_POOL_BUSY], h.opened[A.REASON_POOL_DISCARDED]
+    suggestion = _pool_suggestion(h)
+    summary = (
+        f"Up to {h.max_concurrency} requests to {h.target} ran at once, but its pool keeps "
+        f"{h.pool_max_size} connections: {h.discarded} connections were discarded when they "
+        f"came back to a full pool, and {again} were opened again to replace them."
+    )
+    advice = (
+        f"Set botocore.config.Config(max_pool_connections={suggestion}) on the client these "
+        "threads share (it is per client; the default is 10). urllib3 does not make a thread "
+        "wait for a pooled connection: it opens an extra one and throws it away afterwards "
+        '("Connection pool is full, discarding connection").'
+    )
+    evidence = {
+        "max_concurrency": h.max_concurrency,
+        "pool_max_size": h.pool_max_size,
+        "discarded": h.discarded,
+        "opened_pool_busy": busy,
+        "opened_pool_discarded": again,
+        "suggested_max_pool_connections": suggestion,
+        "setup_ms": round_ms(h.setup_ms[A.REASON_POOL_DISCARDED]),
+    }
+    return h.target, summary, advice, evidence
+
+
+def _server_closes(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    again = h.opened[A.REASON_SERVER_CLOSED]
+    summary = (
+        f"{h.closed_by_server} of {h.requests} responses from {h.target} closed their connection "
+        f"('Connection: close'), so {again} later requests had to open a new one."
+    )
+    advice = (
+        "The server, or a proxy or load balancer in front of it, ends keep-alive after each "
+        "response: check its keep-alive settings (keep-alive off, an HTTP/1.0 hop, a low "
+        "maximum of requests per connection). No client setting keeps open a connection that "
+        "the server closes."
+    )
+    evidence = {
+        "closed_by_server": h.closed_by_server,
+        "responses": h.requests,
+        "opened_server_closed": again,
+        "setup_ms": round_ms(h.setup_ms[A.REASON_SERVER_CLOSED]),
+    }
+    return h.target, summary, advice, evidence
+
+
+def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    keepalive = next(iter(h.keepalive)) if len(h.keepalive) == 1 else None
+    summary = (
+        f"{h.dropped} pooled connections to {h.target} had been closed by the peer while idle "
+        f"({_idle_range(h)}); urllib3 found them dead when it took them from the pool and "
+        f"opened {h.opened[A.REASON_STALE]} new ones."
+    )
+    keepalive_seen = {True: "was on", False: "was off", None: "varied"}[keepalive]
+    advice = (
+        "Something closes idle connections before the next call comes: the server's idle "
+        "timeout, a load balancer, a NAT gateway (AWS NAT gateways drop connections idle for "
+        "350 s) or a Lambda freeze between invocations. After long pauses this is expected "
+        "and costs one new connection. tcp_keepalive (Config(tcp_keepalive=True), "
+        "BOTOCORE_TCP_KEEPALIVE=true or tcp_keepalive in the shared config file) only sets "
+        "SO_KEEPALIVE on new sockets: the kernel then probes a connection idle for "
+        "net.ipv4.tcp_keepalive_time (7200 s by default on Linux), which keeps a NAT mapping "
+        "alive only if that time is below the NAT's idle timeout. It does not stop a server "
+        "from closing idle HTTP connections, sends nothing while a Lambda environment is "
+        f"frozen, and does not change pooling. SO_KEEPALIVE {keepalive_seen} on these "
+        "connections."
+    )
+    evidence = {
+        "dropped": h.dropped,
+        "idle_ms_min": round_ms(h.idle_ms_min or 0.0),
+        "idle_ms_max": round_ms(h.idle_ms_max or 0.0),
+        "idle_ms_samples": [round_ms(idle) for idle in h.idle_ms_samples],
+        "opened_stale": h.opened[A.REASON_STALE],
+        "socket_keepalive": keepalive,
+    }
+    return h.target, summary, advice, evidence
+
+
+def _repeated_dns(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    summary = (
+        f"{h.host} was looked up {h.dns_lookups} times ({_duration(h.dns_ms)} in all, slowest "
+        f"{_duration(h.dns_ms_max)}); {h.dns_repeated} of them for connections that replaced "
+        "one that was lost."
+    )
+    advice = (
+        "Python, urllib3 and botocore keep no DNS cache: every new connection calls "
+        "getaddrinfo again. Remove what forces the new connections (see the other findings "
+        "for this host); where new connections cannot be avoided, a caching resolver on the "
+        "machine (systemd-resolved, nscd or dnsmasq) answers repeated lookups locally."
+    )
+    evidence = {
+        "lookups": h.dns_lookups,
+        "repeated": h.dns_repeated,
+        "dns_ms": round_ms(h.dns_ms),
+        "dns_ms_max": round_ms(h.dns_ms_max),
+    }
+    return h.target, summary, advice, evidence
+
+
+def _setup_share(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    setup_ms = h.replaced_setup_ms
+    share = setup_ms / h.request_ms if h.request_ms else 0.0
+    reasons = {r: n for r, n in sorted(h.opened.items()) if r not in NEEDED and n}
+    summary = (
+        f"Connections to {h.target} that had to be opened again took {_duration(setup_ms)} of "
+        f"the {_duration(h.request_ms)} spent in requests ({share:.0%}): {h.replaced} setups, "
+        f"DNS {_duration(h.replaced_dns_ms)}, TCP {_duration(h.replaced_tcp_ms)}, "
+        f"TLS {_duration(h.replaced_tls_ms)}."
+    )
+    causes = ", ".join(f"{reason} ({count})" for reason, count in reasons.items())
+    advice = (
+        "Every connection opened again pays DNS, TCP and TLS before its request is sent. "
+        f"Remove the cause, by reason: {causes}; the other findings for this host say how."
+    )
+    evidence = {
+        "setups": h.replaced,
+        "setup_ms": round_ms(setup_ms),
+        "request_ms": round_ms(h.request_ms),
+        "share": round(share, 4),
+        "dns_ms": round_ms(h.replaced_dns_ms),
+        "tcp_ms": round_ms(h.replaced_tcp_ms),
+        "tls_ms": round_ms(h.replaced_tls_ms),
+        "reasons": reasons,
+    }
+    return h.target, summary, advice, evidence
+
+
+def _retry_time(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
+    lost = o.failed_ms + o.backoff_ms
+    errors = ", ".join(f"{error} (x{count})" for error, count in o.errors.most_common())
+    summary = (
+        f"{o.retried_calls} of {o.calls} {o.label} calls needed retries ({o.extra_attempts} "
+        f"extra attempts): {_duration(lost)} lost, {_duration(o.failed_ms)} in attempts that "
+        f"failed and {_duration(o.backoff_ms)} waiting between attempts. Retried after: {errors}."
+    )
+    advice = (
+        "Retries turn failures into latency. Look at the errors first (throttling: more "
+        "capacity or smoother load; 5xx: the service or a proxy on the way). Bound the "
+        "attempts to what your latency budget allows: retries={'mode': 'standard', "
+        "'total_max_attempts': 3} backs off exponentially with jitter; 'adaptive' also slows "
+        "the client down while it is throttled."
+    )
+    evidence = {
+        "calls": o.calls,
+        "retried_calls": o.retried_calls,
+        "extra_attempts": o.extra_attempts,
+        "failed_attempt_ms": round_ms(o.failed_ms),
+        "backoff_ms": round_ms(o.backoff_ms),
+        "lost_ms": round_ms(lost),
+        "errors": dict(o.errors),
+    }
+    return o.label, summary, advice, evidence
+
+
+def _default_timeouts(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
+    connect = float(o.settings.get(A.AWS_CONNECT_TIMEOUT, BOTOCORE_DEFAULT_TIMEOUT_S))
+    read = float(o.settings.get(A.AWS_READ_TIMEOUT, BOTOCORE_DEFAULT_TIMEOUT_S))
+    attempts = int(o.settings.get(A.AWS_MAX_ATTEMPTS, 1))
+    mode = str(o.settings.get(A.AWS_RETRY_MODE, "unknown"))
+    worst = attempts * (connect + read)
+    typical = o.ok_ms / o.ok_attempts if o.ok_attempts else None
+    usually = f"usually takes {_duration(typical)}" if typical is not None else "has not succeeded"
+    summary = (
+        f"{o.problems_on_defaults} attempts of {o.label} failed or were retried on botocore's "
+        f"default timeouts (connect_timeout={connect:g} s, read_timeout={read:g} s) with "
+        f"retries '{mode}' allowing {attempts} attempts: a call that {usually} can wait up "
+        f"to {_duration(worst * 1000)} before it fails."
+    )
+    advice = (
+        "For latency-sensitive calls, AWS's guidance on tuning SDK HTTP settings (written for "
+        "DynamoDB) sets timeouts from the latency budget instead of keeping the defaults: a "
+        "short connect timeout (1 s or less), a read timeout a little above the slowest normal "
+        "response (well under a second for single-item DynamoDB calls; about 5.5 s for batch "
+        "calls, as DynamoDB gives up on an item after 5 s) and few attempts with backoff, e.g. "
+        "Config(connect_timeout=1, read_timeout=2, retries={'mode': 'standard', "
+        "'total_max_attempts': 3}). botocore has no deadline for a whole call: bound it in "
+        "your code if you need one. Values too low fail calls on a brief network hiccup."
+    )
+    evidence = {
+        "problem_attempts": o.problems_on_defaults,
+        "connect_timeout_s": connect,
+        "read_timeout_s": read,
+        "retry_mode": mode,
+        "max_attempts": attempts,
+        "worst_case_s": worst,
+        "typical_attempt_ms": None if typical is None else round_ms(typical),
+    }
+    return o.label, summary, advice, evidence
+
+
+HOST_RULES: tuple[Rule[HostStats], ...] = (
+    Rule(
+        A.FINDING_CLIENT_RECREATED,
+        A.SEVERITY_WARNING,
+        "client created again and again",
+        concerns=lambda a: a.reason == A.REASON_NEW_POOL,
+        active=lambda h: h.opened[A.REASON_NEW_POOL] >= CLIENT_RECREATED_MIN,
+        event=lambda a, h: (
+            f"connection opened by a new pool for {h.target} ({h.opened[A.REASON_NEW_POOL]} so "
+            "far): create the client once and reuse it"
+        ),
+        describe=_client_recreated,
+    ),
+    Rule(
+        A.FINDING_POOL_TOO_SMALL,
+        A.SEVERITY_WARNING,
+        "connection pool smaller than concurrency",
+        concerns=lambda a: a.reason in (A.REASON_POOL_BUSY, A.REASON_POOL_DISCARDED),
+        active=lambda h: h.discarded > 0 or h.opened[A.REASON_POOL_DISCARDED] > 0,
+        event=lambda a, h: (
+            f"opened because every pooled connection was in use ({a.reason}); up to "
+            f"{h.max_concurrency} requests at once for {h.pool_max_size} pooled connections: "
+            f"set max_pool_connections={_pool_suggestion(h)}"
+        ),
+        describe=_pool_too_small,
+    ),
+    Rule(
+        A.FINDING_SERVER_CLOSES,
+        A.SEVERITY_WARNING,
+        "server closes connections after each response",
+        concerns=lambda a: a.closed_by_server,
+        active=lambda h: (
+            h.closed_by_server >= SERVER_CLOSES_MIN
+            and h.closed_by_server >= SERVER_CLOSES_SHARE * h.requests
+        ),
+        event=lambda a, h: (
+            f"the response closed its connection ('Connection: close'): {h.closed_by_server} of "
+            f"{h.requests} responses from {h.target} did"
+        ),
+        describe=_server_closes,
+    ),
+    Rule(
+        A.FINDING_IDLE_DROPPED,
+        A.SEVERITY_INFO,
+        "idle connections dropped by the peer",
+        concerns=lambda a: bool(a.idle_dropped_ms) or a.reason == A.REASON_STALE,
+        active=lambda h: h.dropped > 0 or h.opened[A.REASON_STALE] > 0,
+        event=lambda a, h: (
+            f"the pooled connection had been closed by the peer after "
+            f"{_duration(max(a.idle_dropped_ms, default=0.0))} idle: opened a new one"
+        ),
+        describe=_idle_dropped,
+    ),
+    Rule(
+        A.FINDING_REPEATED_DNS,
+        A.SEVERITY_INFO,
+        "repeated DNS lookups",
+        concerns=lambda a: a.replaced and a.setup is not None and a.setup.dns_lookups > 0,
+        active=lambda h: h.dns_repeated >= REPEATED_DNS_MIN,
+        event=lambda a, h: (
+            f"{h.host} looked up again ({_duration(a.setup.dns_ms if a.setup else 0.0)}) for a "
+            f"connection opened because of {a.reason}; Python keeps no DNS cache"
+        ),
+        describe=_repeated_dns,
+    ),
+    Rule(
+        A.FINDING_SETUP_SHARE,
+        A.SEVERITY_WARNING,
+        "connection setup is a large share of request time",
+        concerns=lambda a: a.replaced and a.setup is not None and a.setup.ok,
+        active=lambda h: (
+            h.replaced >= SETUP_SHARE_SETUPS_MIN
+            and h.replaced_setup_ms >= SETUP_SHARE_MIN * h.request_ms
+        ),
+        event=lambda a, h: (
+            f"opening this connection again ({a.reason}) took "
+            f"{_duration(a.setup.setup_ms if a.setup else 0.0)} of this "
+            f"{_duration(a.duration_ms)} request"
+        ),
+        describe=_setup_share,
+    ),
+)
+
+OPERATION_RULES: tuple[Rule[OperationStats], ...] = (
+    Rule(
+        A.FINDING_RETRY_TIME,
+        A.SEVERITY_WARNING,
+        "time lost to retries",
+        concerns=lambda a: a.resend > 0,
+        active=lambda o: o.extra_attempts > 0,
+        event=lambda a, o: (
+            f"retry {a.resend}: {_duration(a.prior_ms)} in earlier attempts "
+            f"({a.prior_error or 'unknown error'}) and {_duration(a.backoff_ms)} waiting before "
+            "this one"
+        ),
+        describe=_retry_time,
+    ),
+    Rule(
+        A.FINDING_DEFAULT_TIMEOUTS,
+        A.SEVERITY_INFO,
+        "default timeouts on a call that failed",
+        concerns=lambda a: (a.failed or a.resend > 0) and a.on_default_timeouts,
+        active=lambda o: o.problems_on_defaults > 0,
+        event=lambda a, o: (
+            "this call failed or was retried on botocore's default timeouts (connect "
+            f"{a.settings.get(A.AWS_CONNECT_TIMEOUT)} s, read {a.settings.get(A.AWS_READ_TIMEOUT)} "
+            f"s) with up to {a.settings.get(A.AWS_MAX_ATTEMPTS, 1)} attempts"
+        ),
+        describe=_default_timeouts,
+    ),
+)
+
+
+def fire(rules: tuple[Rule[Any], ...], attempt: Attempt, stats: Any) -> list[tuple[str, str, str]]:
+    """Keep the attempt as an example of each rule it concerns; the events of those active."""
+    fired = []
+    for rule in rules:
+        if not rule.concerns(attempt):
+            continue
+        stats.keep(rule.id, attempt.ref)
+        if rule.active(stats):
+            fired.append((rule.id, rule.severity, rule.event(attempt, stats)))
+    return fired
+
+
+def _duration(ms: float) -> str:
+    return format_ms(ms, PROSE)
+
+
+def _idle_range(h: HostStats) -> str:
+    low, high = h.idle_ms_min or 0.0, h.idle_ms_max or 0.0
+    if abs(high - low) < 0.5:
+        return f"idle {_duration(high)}"
+    return f"idle {_duration(low)} to {_duration(high)}"
