@@ -30,6 +30,7 @@ _LAYERS = (
     _layer("dns_tcp", "urllib3"),
     _layer("tls", "urllib3"),
     _layer("botocore", "botocore.client"),
+    _layer("awslambda", "awslambdaric.lambda_runtime_client"),
 )
 _patcher = Patcher()
 _lock = threading.Lock()

@@ -59,6 +59,8 @@ class Config:
     export_timeout: float = 3.0
     # Where to write the JSON report at exit (conntrace.report reads CONNTRACE_REPORT).
     report: str | None = None
+    # In AWS Lambda: the most time spent sending spans before a result is returned.
+    lambda_flush_timeout: float = 2.0
     sdk_disabled: bool = False
 
     @property
@@ -312,6 +314,7 @@ SETTINGS: tuple[Setting, ...] = (
 _EXTRA_SETTINGS: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otlp_traces_endpoint", parse_endpoint),
     ("OTEL_SDK_DISABLED", "sdk_disabled", parse_bool),
+    ("CONNTRACE_LAMBDA_FLUSH_TIMEOUT", "lambda_flush_timeout", parse_seconds),
 )
 
 SETTINGS_BY_FLAG = {setting.flag: setting for setting in SETTINGS}

@@ -324,6 +324,11 @@ class _WarmUp(SpanProcessor):  # type: ignore[misc]
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         self._exporter.warm()
 
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        # The SDK's own default returns None, which older SDKs (1.41, the newest for
+        # Python 3.9) take as a failure: they then skip flushing the processors after it.
+        return True
+
 
 def _otlp_span_exporter(config: Config) -> SpanExporter:
     endpoint = config.traces_endpoint

@@ -12,9 +12,9 @@ The hook sits on the client, not around the handler: conntrace is not in the han
 stack, so its exception and the stack trace the runtime reports stay exactly its own. The
 span learns of the error from the error document the runtime posts.
 
-Both families of Python runtime use this client: awslambdaric (Python 3.10 and later, and
-the PyPI package) as ``awslambdaric.lambda_runtime_client``, and the self-contained
-bootstrap of Python 3.9 as a top-level ``lambda_runtime_client``.
+Lambda's Python runtimes from 3.9 on run ``/var/runtime/bootstrap.py``, which hands over to
+their own copy of awslambdaric, the client also published on PyPI for container images: the
+trigger is ``awslambdaric.lambda_runtime_client``.
 """
 
 from __future__ import annotations
@@ -148,8 +148,8 @@ def _end(error_document: Any) -> _Invocation | None:
     try:
         if error_document is not None and invocation.span.is_recording():
             _record_error(invocation.span, error_document)
-        invocation.span.end()
     finally:
+        invocation.span.end()
         otel_context.detach(invocation.token)
     return invocation
 
