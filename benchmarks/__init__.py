@@ -1,0 +1,1 @@
+"""conntrace's benchmark suite: ``python benchmarks/run.py [--quick]`` (see run.py)."""
