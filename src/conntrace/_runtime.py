@@ -51,15 +51,17 @@ class Probe(Protocol):
 Start = Callable[[Any, tuple, dict], Optional[Probe]]
 
 
-def hook(name: str, start: Start) -> Callable[..., Any]:
+def hook(name: str, start: Start, makes_spans: bool = True) -> Callable[..., Any]:
     """A wrapt wrapper that runs ``start`` before the host's call and ``probe.finish`` after.
 
     The host's call runs exactly once, with its own arguments, and its result or exception
     reaches the caller untouched; conntrace's own failures are logged once and swallowed.
+    Hooks that only keep books (``makes_spans=False``) skip the suppression check: it costs
+    a context lookup on every call, and what they record is harmless when suppressed.
     """
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        if not active or suppressed():
+        if not active or (makes_spans and suppressed()):
             return wrapped(*args, **kwargs)
         try:
             if inject_faults:

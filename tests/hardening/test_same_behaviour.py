@@ -175,4 +175,4 @@ def test_every_hook_failing_changes_nothing_and_warns_once_each(
     messages = [record.getMessage() for record in caplog.records if record.name == "conntrace"]
     hooks = sorted(re.search(r"error in (\S+);", message).group(1) for message in messages)
     assert hooks == sorted(set(hooks)), "one warning per hook, not per call"
-    assert {"botocore.call", "pool.urlopen", "pool.get_conn", "connection.connect"} <= set(hooks)
+    assert {"botocore.call", "pool.urlopen", "pool._get_conn", "connection.connect"} <= set(hooks)

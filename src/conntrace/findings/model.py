@@ -81,6 +81,7 @@ class Setup:
         "dns_ms",
         "keepalive",
         "ok",
+        "pool_max_size",
         "reason",
         "setup_ms",
         "tcp_ms",
@@ -96,6 +97,7 @@ class Setup:
         self.tcp_ms = 0.0
         self.tls_ms = 0.0
         self.keepalive: bool | None = None
+        self.pool_max_size = 0
 
 
 @dataclass

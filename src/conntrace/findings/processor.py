@@ -255,6 +255,7 @@ class Diagnosis(SpanProcessor):
 
     def _setup_ended(self, span: ReadableSpan, attributes: Mapping[str, Any], setup: Setup) -> None:
         setup.reason = attributes.get(A.CONNECTION_REASON)
+        setup.pool_max_size = int(attributes.get(A.POOL_MAX_SIZE, 0))
         setup.ok = A.CONNECTION_ID in attributes
         setup.setup_ms = duration_s(span) * 1000.0
         if setup.ok and self.metrics is not None and setup.reason:
@@ -326,7 +327,8 @@ class Diagnosis(SpanProcessor):
         with self._lock:
             stats = self._host(server)
             stats.max_concurrency = max(stats.max_concurrency, in_flight)
-            stats.pool_max_size = max(stats.pool_max_size, int(attributes.get(A.POOL_MAX_SIZE, 0)))
+            if setup is not None:
+                stats.pool_max_size = max(stats.pool_max_size, setup.pool_max_size)
             stats.add(attempt)
             operation = self._operation(attempt.label)
             operation.add(attempt)

@@ -200,12 +200,18 @@ def _start_pool_creation(instance: Any, args: tuple, kwargs: dict) -> _PoolCreat
 
 
 class Attempt:
-    """One HTTP request/response exchange: a ``urlopen`` call, or one of its retries."""
+    """One HTTP request/response exchange: a ``urlopen`` call, or one of its retries.
+
+    What the hooks beneath learn about the connection is gathered in ``attributes`` and
+    set on the span once, when it ends: each call into the SDK's span takes a lock.
+    """
 
     __slots__ = (
+        "attributes",
         "ended",
         "error",
         "finished_ns",
+        "link",
         "parent",
         "pool",
         "reason",
@@ -213,7 +219,6 @@ class Attempt:
         "reused",
         "span",
         "status",
-        "token",
         "var_token",
     )
 
@@ -227,21 +232,23 @@ class Attempt:
         self.status: int | None = None
         self.error: BaseException | None = None
         self.finished_ns: int | None = None
+        self.link: trace.SpanContext | None = None
         self.ended = False
-        span = self.span = _runtime.tracer.start_span(method, context=parent, kind=SpanKind.CLIENT)
-        if span.is_recording():
-            span.set_attributes(
-                {
-                    A.HTTP_REQUEST_METHOD: method,
-                    A.URL_FULL: full_url(state.scheme, state.host, state.port, url),
-                    A.SERVER_ADDRESS: state.host,
-                    A.SERVER_PORT: state.port or _default_port(state.scheme),
-                    A.POOL_MAX_SIZE: state.max_size,
-                }
-            )
-            if resend:
-                span.set_attribute(A.HTTP_REQUEST_RESEND_COUNT, resend)
-        self.token = otel_context.attach(trace.set_span_in_context(span, parent))
+        self.attributes: dict[str, Any] = {}
+        tracer = _runtime.tracer
+        attributes = {
+            A.HTTP_REQUEST_METHOD: method,
+            A.URL_FULL: full_url(state.scheme, state.host, state.port, url),
+            A.SERVER_ADDRESS: state.host,
+            A.SERVER_PORT: state.port or _default_port(state.scheme),
+        }
+        if resend:
+            attributes[A.HTTP_REQUEST_RESEND_COUNT] = resend
+        self.span = tracer.start_span(
+            method, context=parent, kind=SpanKind.CLIENT, attributes=attributes
+        )
+        # The span is not made current: only a new connection puts spans beneath it, and
+        # _Setup names it as their parent itself.
         self.var_token = current_attempt.set(self)
 
     def end(
@@ -252,24 +259,27 @@ class Attempt:
     ) -> None:
         self.ended = True
         span = self.span
-        status = getattr(result, "status", None) or self.status
-        # What broke the exchange itself says more than urllib3's MaxRetryError around it.
-        error = self.error or error
         if span.is_recording():
+            attributes = self.attributes
+            status = getattr(result, "status", None) or self.status
+            # What broke the exchange itself says more than urllib3's MaxRetryError around it.
+            error = self.error or error
             if status:
-                span.set_attribute(A.HTTP_RESPONSE_STATUS_CODE, status)
+                attributes[A.HTTP_RESPONSE_STATUS_CODE] = status
             if error is not None:
-                span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
+                attributes[A.ERROR_TYPE] = type(error).__qualname__
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, str(error)))
             elif status and status >= 400:
-                span.set_attribute(A.ERROR_TYPE, str(status))
+                attributes[A.ERROR_TYPE] = str(status)
                 span.set_status(Status(StatusCode.ERROR))
+            span.set_attributes(attributes)
+            if self.link is not None:
+                span.add_link(self.link)
         span.end(end_time=end_time)
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         current_attempt.reset(self.var_token)
-        otel_context.detach(self.token)
         if not self.ended:
             self.end(result, error)
 
@@ -279,9 +289,10 @@ def _default_port(scheme: str) -> int:
 
 
 def _pool_event(name: str, pool: Any, attributes: dict[str, Any]) -> None:
-    """A pool event on the current span, naming the server it concerns (``pool``: a urllib3
-    pool or its ``PoolState``)."""
-    span = trace.get_current_span()
+    """A pool event on the attempt in progress, else the current span, naming the server it
+    concerns (``pool``: a urllib3 pool or its ``PoolState``)."""
+    attempt = current_attempt.get()
+    span = attempt.span if attempt is not None and not attempt.ended else trace.get_current_span()
     if span.is_recording():
         port = pool.port or _default_port(pool.scheme)
         span.add_event(name, {A.SERVER_ADDRESS: pool.host, A.SERVER_PORT: port, **attributes})
@@ -326,16 +337,16 @@ class _Checkout:
         attempt = current_attempt.get()
         span = attempt.span if attempt is not None else trace.INVALID_SPAN
         recording = span.is_recording()
-        if recording:
-            span.set_attribute(A.POOL_WAIT_MS, _ms(now - self.started))
+        if recording and self.pool.block:
+            # Only a blocking pool makes a request wait for a connection.
+            attempt.attributes[A.POOL_WAIT_MS] = _ms(now - self.started)
         if getattr(conn, "sock", None) is not None:
             if attempt is not None:
                 attempt.reused = True
             if recording:
                 if state.released_at is not None:
-                    span.set_attribute(A.CONNECTION_IDLE_MS, _ms(now - state.released_at))
-                if state.setup is not None:
-                    span.add_link(state.setup)
+                    attempt.attributes[A.CONNECTION_IDLE_MS] = _ms(now - state.released_at)
+                attempt.link = state.setup
             return
         if state.connected_once:
             reason = state.reason_for_reconnect()
@@ -388,14 +399,14 @@ class _Exchange:
         span = attempt.span
         if not span.is_recording():
             return
-        attributes: dict[str, Any] = {A.CONNECTION_REUSED: attempt.reused}
+        attributes = attempt.attributes
+        attributes[A.CONNECTION_REUSED] = attempt.reused
         if attempt.reason is not None:
             attributes[A.CONNECTION_REASON] = attempt.reason
         if state.id is not None:
             attributes[A.CONNECTION_ID] = state.id
             attributes[A.CONNECTION_REQUEST_NUMBER] = state.requests
             attributes[A.CONNECTION_AGE_MS] = _ms(now - state.opened_at)
-        span.set_attributes(attributes)
         if closed_by_server:
             span.add_event(A.EVENT_SERVER_CLOSED, {A.CONNECTION_ID: state.id or 0})
 
@@ -457,14 +468,21 @@ class _Setup:
         )
         state.pending_reason = None
         port = conn.port or _default_port(getattr(conn, "scheme", "http"))
+        attributes: dict[str, Any] = {
+            A.SERVER_ADDRESS: conn.host,
+            A.SERVER_PORT: port,
+            A.CONNECTION_REASON: reason,
+        }
+        if state.pool is not None:
+            attributes[A.POOL_MAX_SIZE] = state.pool.max_size
+        # Beneath the attempt that needs the connection (attempts are not made current).
+        attempt = current_attempt.get()
+        parent = None if attempt is None else trace.set_span_in_context(attempt.span)
         span = self.span = _runtime.tracer.start_span(
             f"{A.SPAN_CONNECTION_SETUP} {conn.host}:{port}",
+            context=parent,
             kind=SpanKind.INTERNAL,
-            attributes={
-                A.SERVER_ADDRESS: conn.host,
-                A.SERVER_PORT: port,
-                A.CONNECTION_REASON: reason,
-            },
+            attributes=attributes,
         )
         self.token = otel_context.attach(trace.set_span_in_context(span))
 
@@ -521,23 +539,21 @@ def _start_close(instance: Any, args: tuple, kwargs: dict) -> _Close | None:
 
 
 def apply(patcher: Patcher, urllib3: ModuleType) -> None:
-    pool = urllib3.connectionpool
-    patcher.wrap(
-        pool, "HTTPConnectionPool.__init__", _runtime.hook("pool.init", _start_pool_creation)
-    )
-    patcher.wrap(pool, "HTTPConnectionPool.urlopen", _runtime.hook("pool.urlopen", _start_attempt))
-    patcher.wrap(
-        pool, "HTTPConnectionPool._get_conn", _runtime.hook("pool.get_conn", _start_checkout)
-    )
-    patcher.wrap(
-        pool, "HTTPConnectionPool._make_request", _runtime.hook("pool.request", _start_exchange)
-    )
-    patcher.wrap(
-        pool, "HTTPConnectionPool._put_conn", _runtime.hook("pool.put_conn", _start_return)
-    )
-    setup = _runtime.hook("connection.connect", _start_setup)
-    patcher.wrap(urllib3.connection, "HTTPConnection.connect", setup)
-    patcher.wrap(urllib3.connection, "HTTPSConnection.connect", setup)
-    patcher.wrap(
-        http.client, "HTTPConnection.close", _runtime.hook("connection.close", _start_close)
-    )
+    pool, connection = urllib3.connectionpool, urllib3.connection
+    hook = _runtime.hook
+    patcher.wrap(pool, "HTTPConnectionPool.urlopen", hook("pool.urlopen", _start_attempt))
+    setup = hook("connection.connect", _start_setup)
+    patcher.wrap(connection, "HTTPConnection.connect", setup)
+    patcher.wrap(connection, "HTTPSConnection.connect", setup)
+    # The hooks below keep the books that tell reused from new and why; they make no span.
+    for name, start in (
+        ("__init__", _start_pool_creation),
+        ("_get_conn", _start_checkout),
+        ("_make_request", _start_exchange),
+        ("_put_conn", _start_return),
+    ):
+        patcher.wrap(
+            pool, f"HTTPConnectionPool.{name}", hook(f"pool.{name}", start, makes_spans=False)
+        )
+    close = hook("connection.close", _start_close, makes_spans=False)
+    patcher.wrap(http.client, "HTTPConnection.close", close)
