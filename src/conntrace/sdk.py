@@ -249,7 +249,8 @@ def _silence_exporter_logs(guard: _ExportGuard) -> None:
     exporters = logging.getLogger("opentelemetry.exporter")
     exporters.propagate = False
     exporters.addHandler(_Silencer(guard))
-    logging.getLogger("opentelemetry.sdk._shared_internal").addFilter(_DropCounter(guard))
+    # First in line: the SDK's own DuplicateFilter lets one such record through per 20 s.
+    logging.getLogger("opentelemetry.sdk._shared_internal").filters.insert(0, _DropCounter(guard))
 
 
 class _LazyExporter(SpanExporter):  # type: ignore[misc]

@@ -54,6 +54,7 @@ def test_a_slow_collector_drops_spans_counted_in_one_line(program, server, proto
             OTEL_BSP_MAX_QUEUE_SIZE="50",
             OTEL_BSP_MAX_EXPORT_BATCH_SIZE="50",
         )
+        received = len(receiver.spans())
 
     assert run.returncode == 0, run.stderr
     assert run.stdout == "statuses [200]\n"
@@ -61,7 +62,10 @@ def test_a_slow_collector_drops_spans_counted_in_one_line(program, server, proto
     drops = [line for line in run.stderr.splitlines() if "dropped" in line]
     assert len(drops) == 1, run.stderr
     dropped = int(re.search(r"conntrace: (\d+) spans dropped", drops[0]).group(1))
-    assert 0 < dropped < 600 + 1
+    # Every drop is counted (the SDK itself logs one per 20 s): 600 attempts and one
+    # connection's 3 spans, of which a queue of 50 every 0.5 s lets few through.
+    assert dropped > 50
+    assert dropped + received <= 603
     assert "Queue full" not in run.stderr
     # The bound at exit is 1 s; the rest is start-up and the program itself.
     assert elapsed < 30
