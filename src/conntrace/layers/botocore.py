@@ -52,23 +52,25 @@ class ApiCall:
         if self.token is not None:
             otel_context.detach(self.token)
         span = self.span
-        if span is None or not span.is_recording():
-            if self.owned and span is not None:
-                span.end()
+        if span is None:
             return
-        span.set_attribute(A.AWS_ATTEMPTS, self.attempts)
         if not self.owned:
+            if span.is_recording():
+                span.set_attribute(A.AWS_ATTEMPTS, self.attempts)
             return
-        response = result if error is None else getattr(error, "response", None)
-        metadata = response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
-        if metadata.get("RequestId"):
-            span.set_attribute(A.AWS_REQUEST_ID, metadata["RequestId"])
-        if metadata.get("HTTPStatusCode"):
-            span.set_attribute(A.HTTP_RESPONSE_STATUS_CODE, metadata["HTTPStatusCode"])
-        if error is not None:
-            span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, str(error)))
+        if span.is_recording():
+            attributes: dict[str, Any] = {A.AWS_ATTEMPTS: self.attempts}
+            response = result if error is None else getattr(error, "response", None)
+            metadata = response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
+            if metadata.get("RequestId"):
+                attributes[A.AWS_REQUEST_ID] = metadata["RequestId"]
+            if metadata.get("HTTPStatusCode"):
+                attributes[A.HTTP_RESPONSE_STATUS_CODE] = metadata["HTTPStatusCode"]
+            if error is not None:
+                attributes[A.ERROR_TYPE] = type(error).__qualname__
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, str(error)))
+            span.set_attributes(attributes)
         span.end()
 
 
