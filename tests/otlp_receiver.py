@@ -19,6 +19,7 @@ in ``spans()``). Both can be changed while the receiver runs.
 from __future__ import annotations
 
 import gzip
+import sys
 import threading
 import zlib
 from collections.abc import Iterable, Mapping
@@ -259,6 +260,14 @@ class _Store:
     requests: list[ExportRequest] = field(default_factory=list)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """An exporter that gives up mid-request (a slow receiver at its exit) is expected."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class OtlpReceiver:
     """An OTLP/gRPC or OTLP/HTTP (protobuf) receiver on 127.0.0.1, on a free port.
 
@@ -463,7 +472,7 @@ class OtlpReceiver:
         class Handler(_HttpHandler):
             owner = receiver
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = _QuietServer(("127.0.0.1", 0), Handler)
         # Threads stuck in a delayed answer must not hold up stop().
         server.daemon_threads = True
         server.block_on_close = False

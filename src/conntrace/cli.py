@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import textwrap
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
@@ -53,6 +52,8 @@ class UsageError(Exception):
 
 
 def help_text(width: int = 88) -> str:
+    import textwrap  # only --help needs it: the launcher's start-up is on every run
+
     rows = [
         ("-h, --help", "show this help and exit"),
         ("--version", "print conntrace's version and exit"),
