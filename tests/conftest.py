@@ -174,3 +174,13 @@ def dynamodb(endpoint: str, **config: Any) -> Any:
         region_name="us-east-1",
         config=Config(**config),
     )
+
+
+def create_table(client: Any, name: str) -> None:
+    """A DynamoDB table keyed by the string ``pk``, billed per request."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )

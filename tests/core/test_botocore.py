@@ -10,22 +10,13 @@ from botocore.stub import Stubber
 
 from conntrace import attributes as A
 
-from ..conftest import dynamodb
+from ..conftest import create_table, dynamodb
 from ..servers import free_port, statuses
-
-
-def _create_table(client, name: str) -> None:
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 def test_dynamodb_on_moto_gives_the_span_tree_of_the_design(spans, moto_endpoint):
     client = dynamodb(moto_endpoint)
-    _create_table(client, "tree")
+    create_table(client, "tree")
     client.put_item(TableName="tree", Item={"pk": {"S": "a"}})
     item = client.get_item(TableName="tree", Key={"pk": {"S": "a"}})
     assert item["Item"] == {"pk": {"S": "a"}}
@@ -189,7 +180,7 @@ def test_the_programs_errors_and_retries_are_unchanged(spans):
 
 def test_threads_sharing_one_client_get_separate_spans(spans, moto_endpoint):
     client = dynamodb(moto_endpoint)
-    _create_table(client, "threads")
+    create_table(client, "threads")
     spans.clear()
 
     def work(n: int) -> None:

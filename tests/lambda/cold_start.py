@@ -31,7 +31,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from ..conftest import dynamodb
+from ..conftest import create_table, dynamodb
 from ..otlp_receiver import OtlpReceiver
 from ..servers import free_port
 from .conftest import HANDLERS, PYTHON, WRAPPER, lambda_environ
@@ -97,12 +97,7 @@ def main() -> int:
     endpoint = f"http://127.0.0.1:{port}"
     table = f"orders-{uuid.uuid4().hex[:8]}"
     client = dynamodb(endpoint)
-    client.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(client, table)
     client.put_item(TableName=table, Item={"pk": {"S": "a"}})
     function_env = {"DYNAMODB_ENDPOINT": endpoint, "TABLE_NAME": table}
     results: dict[str, list[tuple[float, float, float]]] = {"without": [], "with": []}

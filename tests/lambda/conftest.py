@@ -27,7 +27,7 @@ import pytest
 import conntrace
 from conntrace import attributes as A
 
-from ..conftest import dynamodb
+from ..conftest import create_table, dynamodb
 from ..otlp_receiver import OtlpReceiver, ReceivedSpan
 from .forwarder import Forwarder
 from .runtime_api import FUNCTION, Invocation, RuntimeApi
@@ -58,12 +58,7 @@ def table(moto_endpoint: str) -> str:
     """A DynamoDB table on moto holding the item ``a``."""
     name = f"orders-{uuid.uuid4().hex[:8]}"
     client = dynamodb(moto_endpoint)
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(client, name)
     client.put_item(TableName=name, Item={"pk": {"S": "a"}})
     return name
 

@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_tra
 import conntrace
 from conntrace import attributes as A
 
-from ..conftest import dynamodb
+from ..conftest import create_table, dynamodb
 from ..otlp_receiver import OtlpReceiver, ReceivedSpan
 from ..servers import Request, Response
 from .conftest import SERVICE_NAME, Pipeline, otlp_exporter
@@ -154,19 +154,10 @@ def test_https_reuse_story_arrives_intact(exported: Pipeline, receiver, tls_serv
     assert {span.resource["service.name"] for span in received.values()} == {SERVICE_NAME}
 
 
-def _create_table(client: Any, name: str) -> None:
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
 def test_dynamodb_calls_arrive_intact(exported: Pipeline, receiver, moto_endpoint):
     table = f"otlp-{uuid.uuid4().hex[:8]}"
     client = dynamodb(moto_endpoint)
-    _create_table(client, table)
+    create_table(client, table)
     client.put_item(TableName=table, Item={"pk": {"S": "a"}, "v": {"S": "item-body-secret"}})
     item = client.get_item(TableName=table, Key={"pk": {"S": "a"}})
     assert item["Item"]["v"] == {"S": "item-body-secret"}

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from conntrace import attributes as A
 
-from ..conftest import dynamodb
+from ..conftest import create_table, dynamodb
 from ..otlp_receiver import OtlpReceiver
 from ..servers import free_port
 from .conftest import otlp_exporter
@@ -44,12 +44,7 @@ def _program(endpoint: str) -> list[object]:
     """What the host program does and sees: results, and the error it expects."""
     table = f"down-{uuid.uuid4().hex[:8]}"
     client = dynamodb(endpoint)
-    client.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(client, table)
     seen: list[object] = []
     for key in "abc":
         client.put_item(TableName=table, Item={"pk": {"S": key}})
