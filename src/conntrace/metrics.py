@@ -22,7 +22,6 @@ from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
 from . import _runtime
 from . import attributes as A
-from .layers.pool import _default_port, open_connections
 
 # The conventions' advice for HTTP durations, with finer steps below 5 ms, where DNS, TCP
 # and TLS on a nearby network fall.
@@ -174,14 +173,16 @@ class ConnectionMetrics:
     def _observe_open(self, options: CallbackOptions) -> Iterable[Observation]:
         if self._closed:
             return []
+        # Imported here, not at start-up: the pool layer loads with urllib3 (and http.client).
+        from .layers.pool import open_connections
+
         counts: Counter[_OpenKey] = Counter()
         for state in open_connections():
             pool = state.pool
             if pool is None:
                 continue
-            port = pool.port or _default_port(pool.scheme)
             usage = A.CONNECTION_STATE_ACTIVE if state.checked_out else A.CONNECTION_STATE_IDLE
-            counts[(pool.host, port, pool.scheme, usage)] += 1
+            counts[(pool.host, pool.server_port, pool.scheme, usage)] += 1
         with self._lock:
             self._open_keys.update(counts)
             keys = sorted(self._open_keys)
@@ -202,6 +203,6 @@ class ConnectionMetrics:
 def _pool_attributes(pool: Any) -> dict[str, Any]:
     return {
         A.SERVER_ADDRESS: pool.host,
-        A.SERVER_PORT: pool.port or _default_port(pool.scheme),
+        A.SERVER_PORT: pool.server_port,
         A.URL_SCHEME: pool.scheme,
     }

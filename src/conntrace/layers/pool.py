@@ -89,6 +89,10 @@ class PoolState:
         self.errors_pending = 0
         self.discards_pending = 0
 
+    @property
+    def server_port(self) -> int:
+        return self.port or _default_port(self.scheme)
+
     def reason_for_new_object(self) -> str:
         # urllib3's pool queue is LIFO: pooled connections sit above empty slots, and the
         # empty slots that errors put back sit above the initial ones. So when urllib3
@@ -240,7 +244,7 @@ class Attempt:
             A.HTTP_REQUEST_METHOD: method,
             A.URL_FULL: full_url(state.scheme, state.host, state.port, url),
             A.SERVER_ADDRESS: state.host,
-            A.SERVER_PORT: state.port or _default_port(state.scheme),
+            A.SERVER_PORT: state.server_port,
         }
         if resend:
             attributes[A.HTTP_REQUEST_RESEND_COUNT] = resend
