@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, Callable
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -331,30 +332,20 @@ class _WarmUp(SpanProcessor):  # type: ignore[misc]
         return True
 
 
-def _otlp_span_exporter(config: Config) -> SpanExporter:
-    endpoint = config.traces_endpoint
-    if config.otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter(endpoint=endpoint, timeout=config.export_timeout)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpSpanExporter,
-    )
-
-    return HttpSpanExporter(endpoint=endpoint, timeout=config.export_timeout)
+# Which OTLP exporter class a protocol and a signal take; only the one in use is imported.
+_OTLP_EXPORTERS = {
+    ("grpc", "traces"): ("grpc.trace_exporter", "OTLPSpanExporter"),
+    ("grpc", "metrics"): ("grpc.metric_exporter", "OTLPMetricExporter"),
+    ("http/protobuf", "traces"): ("http.trace_exporter", "OTLPSpanExporter"),
+    ("http/protobuf", "metrics"): ("http.metric_exporter", "OTLPMetricExporter"),
+}
 
 
-def _otlp_metric_exporter(config: Config) -> Any:
-    endpoint = config.metrics_endpoint
-    if config.otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        return OTLPMetricExporter(endpoint=endpoint, timeout=config.export_timeout)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpMetricExporter,
-    )
-
-    return HttpMetricExporter(endpoint=endpoint, timeout=config.export_timeout)
+def _otlp_exporter(config: Config, signal: str) -> Any:
+    module, name = _OTLP_EXPORTERS[(config.otlp_protocol, signal)]
+    exporter = getattr(import_module(f"opentelemetry.exporter.otlp.proto.{module}"), name)
+    endpoint = config.traces_endpoint if signal == "traces" else config.metrics_endpoint
+    return exporter(endpoint=endpoint, timeout=config.export_timeout)
 
 
 # --- setting up -------------------------------------------------------------------------------
@@ -407,7 +398,7 @@ def _new_provider(config: Config) -> tuple[Any, _ExportGuard | None]:
             # thread pool at import time: impossible once the interpreter is exiting, so
             # an exporter first needed at exit could not be built. Importing it costs ~8 ms.
             import opentelemetry.sdk._logs  # noqa: F401
-        exporter = _LazyExporter(lambda: _otlp_span_exporter(config), guard)
+        exporter = _LazyExporter(lambda: _otlp_exporter(config, "traces"), guard)
         provider.add_span_processor(_WarmUp(exporter))
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=exporter.after_fork)
@@ -428,7 +419,7 @@ def _meter_provider(config: Config, resource: Any) -> tuple[Any, bool]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    reader = PeriodicExportingMetricReader(_otlp_metric_exporter(config))
+    reader = PeriodicExportingMetricReader(_otlp_exporter(config, "metrics"))
     provider = MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False)
     metrics.set_meter_provider(provider)
     return provider, True
