@@ -191,9 +191,9 @@ class _PoolCreation:
         with _lock:
             earlier = _pools_per_host.get(key, 0)
             _pools_per_host[key] = earlier + 1
-        pool._conntrace_pool = PoolState(pool, replaces=earlier)
+        state = pool._conntrace_pool = PoolState(pool, replaces=earlier)
         if earlier:
-            _pool_event(A.EVENT_POOL_CREATED, pool, {A.POOL_COUNT: earlier + 1})
+            _pool_event(A.EVENT_POOL_CREATED, state, {A.POOL_COUNT: earlier + 1})
 
 
 def _start_pool_creation(instance: Any, args: tuple, kwargs: dict) -> _PoolCreation:
@@ -292,14 +292,13 @@ def _default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
 
 
-def _pool_event(name: str, pool: Any, attributes: dict[str, Any]) -> None:
-    """A pool event on the attempt in progress, else the current span, naming the server it
-    concerns (``pool``: a urllib3 pool or its ``PoolState``)."""
+def _pool_event(name: str, pool: PoolState, attributes: dict[str, Any]) -> None:
+    """A pool event on the attempt in progress, else the current span, naming its server."""
     attempt = current_attempt.get()
     span = attempt.span if attempt is not None and not attempt.ended else trace.get_current_span()
     if span.is_recording():
-        port = pool.port or _default_port(pool.scheme)
-        span.add_event(name, {A.SERVER_ADDRESS: pool.host, A.SERVER_PORT: port, **attributes})
+        server = {A.SERVER_ADDRESS: pool.host, A.SERVER_PORT: pool.server_port}
+        span.add_event(name, {**server, **attributes})
 
 
 def _start_attempt(instance: Any, args: tuple, kwargs: dict) -> Attempt:
