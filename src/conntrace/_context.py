@@ -1,7 +1,8 @@
 """What one layer hands to the layers beneath it, carried in the current context.
 
-The botocore layer opens a call, the pool layer an attempt within it, and the
-connection-setup hook a setup that the DNS, TCP and TLS hooks attach their spans to.
+The botocore layer (or the pool layer, for a plain ``urlopen``) opens a call, the pool
+layer an attempt within it, and the connection-setup hook a setup whose DNS, TCP and TLS
+steps the layers beneath record.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .layers.botocore import ApiCall
-    from .layers.pool import Attempt
+    from .ledger import Attempt, Call, Setup
 
-current_call: ContextVar[ApiCall | None] = ContextVar("conntrace_call", default=None)
+current_call: ContextVar[Call | None] = ContextVar("conntrace_call", default=None)
 current_attempt: ContextVar[Attempt | None] = ContextVar("conntrace_attempt", default=None)
+current_setup: ContextVar[Setup | None] = ContextVar("conntrace_setup", default=None)

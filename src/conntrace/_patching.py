@@ -6,9 +6,17 @@ import sys
 from types import ModuleType
 from typing import Any, Callable
 
-import wrapt
+import wrapt as _wrapt
 
 from . import _runtime
+
+# wrapt's type stubs leave out the functions used here.
+wrapt: Any = _wrapt
+
+
+def when_imported(module_name: str, hook: Callable[[ModuleType], None]) -> None:
+    """Call ``hook`` with the module once it is imported (at once if it already is)."""
+    wrapt.register_post_import_hook(hook, module_name)
 
 
 class Patcher:
@@ -53,9 +61,7 @@ class Layer:
         if not self._registered:
             self._registered = True
             # Fires at once if the module is already imported, else when it is.
-            wrapt.register_post_import_hook(
-                lambda module: self._on_import(patcher, module), self.trigger
-            )
+            when_imported(self.trigger, lambda module: self._on_import(patcher, module))
         elif self.trigger in sys.modules:
             self._on_import(patcher, sys.modules[self.trigger])
 

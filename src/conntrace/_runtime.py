@@ -21,8 +21,6 @@ active = False
 tracer: trace.Tracer = trace.NoOpTracer()
 # What conntrace.instrument() was given, for the metrics; None means the global one.
 meter_provider: Any = None
-# Called with a layers.pool.ConnectionState when a traced TCP connection closes.
-close_observers: list[Callable[[Any], None]] = []
 _reported: set[str] = set()
 # Test-only: every hook fails inside conntrace, to show that the host program never notices.
 inject_faults = False

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
-from . import __version__, _runtime
+from . import __version__, _runtime, ledger
 from ._patching import Layer, Patcher
+from .spans import SpanView
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -24,7 +25,7 @@ def _layer(name: str, trigger: str) -> Layer:
     return Layer(trigger, apply)
 
 
-# The pool layer must come first: the others rely on the state it keeps.
+# The pool layer first: the DNS, TCP and TLS layers record into the setups it opens.
 _LAYERS = (
     _layer("pool", "urllib3"),
     _layer("dns_tcp", "urllib3"),
@@ -34,6 +35,7 @@ _LAYERS = (
 )
 _patcher = Patcher()
 _lock = threading.Lock()
+_span_view = SpanView()
 
 
 def instrument(
@@ -46,6 +48,8 @@ def instrument(
             return
         _runtime.tracer = trace.get_tracer("conntrace", __version__, tracer_provider)
         _runtime.meter_provider = meter_provider
+        # First: the span view gives attempts their ids before the diagnosis keeps them.
+        ledger.add_sink(_span_view, first=True)
         _runtime.active = True
         for layer in _LAYERS:
             layer.enable(_patcher)
@@ -60,9 +64,8 @@ def uninstrument() -> None:
         _patcher.remove_all()
         for layer in _LAYERS:
             layer.applied = False
-        from .layers import pool
-
-        pool.reset()
+        ledger.remove_sink(_span_view)
+        ledger.reset()
         # Findings are only loaded when something installed them.
         findings = sys.modules.get("conntrace.findings")
         if findings is not None:

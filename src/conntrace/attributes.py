@@ -7,7 +7,7 @@ under the ``conntrace.`` namespace. The README lists this module as a table.
 
 from __future__ import annotations
 
-# --- OpenTelemetry semantic conventions -------------------------------------------
+# --- OpenTelemetry semantic conventions ----------------------------------------------------------
 HTTP_REQUEST_METHOD = "http.request.method"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 HTTP_REQUEST_RESEND_COUNT = "http.request.resend_count"
@@ -36,7 +36,7 @@ AWS_REQUEST_ID = "aws.request_id"
 
 RPC_SYSTEM_AWS = "aws-api"
 
-# --- conntrace: the connection that carried a request ---------------------------
+# --- conntrace: the connection that carried a request --------------------------------------------
 CONNECTION_ID = "conntrace.connection.id"
 CONNECTION_REUSED = "conntrace.connection.reused"
 CONNECTION_REASON = "conntrace.connection.reason"
@@ -47,11 +47,11 @@ POOL_WAIT_MS = "conntrace.pool.wait_ms"
 POOL_MAX_SIZE = "conntrace.pool.max_size"
 POOL_COUNT = "conntrace.pool.count"
 
-# --- conntrace: socket options seen on a new TCP connection ------------------------
+# --- conntrace: socket options seen on a new TCP connection --------------------------------------
 SOCKET_KEEPALIVE = "conntrace.socket.keepalive"
 SOCKET_NODELAY = "conntrace.socket.nodelay"
 
-# --- conntrace: the botocore client settings that decide latency ------------------
+# --- conntrace: the botocore client settings that decide latency ---------------------------------
 AWS_ATTEMPTS = "conntrace.aws.attempts"
 AWS_CONNECT_TIMEOUT = "conntrace.aws.connect_timeout"
 AWS_READ_TIMEOUT = "conntrace.aws.read_timeout"
@@ -60,19 +60,19 @@ AWS_MAX_ATTEMPTS = "conntrace.aws.max_attempts"
 AWS_MAX_POOL_CONNECTIONS = "conntrace.aws.max_pool_connections"
 AWS_TCP_KEEPALIVE = "conntrace.aws.tcp_keepalive"
 
-# --- span names --------------------------------------------------------------------
+# --- span names ----------------------------------------------------------------------------------
 SPAN_CONNECTION_SETUP = "HTTP connection_setup"
 SPAN_DNS = "DNS lookup"
 SPAN_CONNECT = "socket connect"
 SPAN_TLS = "TLS client handshake"
 
-# --- span events -------------------------------------------------------------------
+# --- span events ---------------------------------------------------------------------------------
 EVENT_POOL_DISCARDED = "conntrace.pool.discarded"
 EVENT_POOL_CREATED = "conntrace.pool.created"
 EVENT_CONNECTION_DROPPED = "conntrace.connection.dropped"
 EVENT_SERVER_CLOSED = "conntrace.connection.server_closed"
 
-# --- why a new connection was opened -------------------------------------------------
+# --- why a new connection was opened -------------------------------------------------------------
 REASON_FIRST = "first"
 REASON_NEW_POOL = "new_pool"
 REASON_POOL_BUSY = "pool_busy"
@@ -91,7 +91,7 @@ REASONS = (
     REASON_ERROR,
 )
 
-# --- AWS Lambda: one SERVER span per invocation (layers/awslambda.py) ------------------
+# --- AWS Lambda: one SERVER span per invocation (layers/awslambda.py) ----------------------------
 FAAS_INVOCATION_ID = "faas.invocation_id"
 FAAS_COLDSTART = "faas.coldstart"
 FAAS_NAME = "faas.name"
@@ -104,7 +104,7 @@ EXCEPTION_MESSAGE = "exception.message"
 EXCEPTION_STACKTRACE = "exception.stacktrace"
 EVENT_EXCEPTION = "exception"
 
-# --- diagnosis: metrics, findings and the report (metrics.py, findings/) ------------
+# --- diagnosis: metrics, findings and the report (metrics.py, findings/) -------------------------
 URL_SCHEME = "url.scheme"
 HTTP_CONNECTION_STATE = "http.connection.state"
 CONNECTION_STATE_ACTIVE = "active"

@@ -93,7 +93,7 @@ def _signal_url(base: str, signal: str) -> str:
     return f"{base.rstrip('/')}/v1/{signal}"
 
 
-# --- parsers: each takes the text of a variable or flag, and raises ValueError ---------
+# --- parsers: each takes the text of a variable or flag, and raises ValueError -------------------
 
 
 def parse_bool(text: str) -> bool:
@@ -180,7 +180,7 @@ def parse_name(text: str) -> str:
     return text.strip()
 
 
-# --- the settings ---------------------------------------------------------------------------
+# --- the settings --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
-"""The terminal view: each API call as a small waterfall on stderr, and a summary per host at exit.
+"""The terminal view: each call as a small waterfall on stderr, and a summary per host at exit.
 
-It is a span processor over conntrace's own spans, so it shows exactly what an OpenTelemetry
-backend would receive. Spans end child first (DNS, TCP and TLS, then the connection setup,
-then the HTTP attempt, then the API call), so each is held under its parent until the
-outermost one ends, and that one is printed with everything beneath it.
+It reads the connection ledger: when a call ends, its record (attempts, connection setups
+and their DNS, TCP and TLS steps, pool events) is printed as one block; at exit, the
+summary prints the diagnosis's per-host counts (the same model as the JSON report) and its
+findings. Sampling does not change what it shows.
 
 Per host the summary counts calls, HTTP requests, connections opened and why, reuse, and
 the time spent in DNS, TCP and TLS as a share of the time spent in requests.
@@ -14,92 +14,24 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, ClassVar
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import SpanKind, StatusCode
-
-from . import _runtime
 from . import attributes as A
 from ._durations import COLUMN, format_ms
+from .ledger import DNS, TCP, Attempt, BaseSink, Call, Event, Setup, Step
 
 if TYPE_CHECKING:
-    from .findings import Diagnosis, Finding
+    from .findings import Diagnosis, Finding, HostStats
 
 BAR_WIDTH = 20
 # Labels are padded to at least this, so that successive waterfalls line up.
 LABEL_WIDTH_MIN = 72
 LABEL_WIDTH_MAX = 90
 
-CALL, ATTEMPT, SETUP, DNS, TCP, TLS = "call", "attempt", "setup", "dns", "tcp", "tls"
-_PHASES = {A.SPAN_DNS: DNS, A.SPAN_CONNECT: TCP, A.SPAN_TLS: TLS}
 
-
-def span_role(span: Any) -> str | None:
-    """What a span is to this view, from what is known when it starts; None: not shown."""
-    attributes = span.attributes or {}
-    if attributes.get(A.RPC_SYSTEM) == A.RPC_SYSTEM_AWS and span.kind is SpanKind.CLIENT:
-        return CALL
-    scope = getattr(span, "instrumentation_scope", None)
-    if scope is None or scope.name != "conntrace":
-        return None
-    name = span.name
-    if name.startswith(A.SPAN_CONNECTION_SETUP):
-        return SETUP
-    for prefix, role in _PHASES.items():
-        if name.startswith(prefix):
-            return role
-    if span.kind is SpanKind.CLIENT:
-        return ATTEMPT
-    return None
-
-
-# --- what the summary counts ------------------------------------------------------------------
-
-
-@dataclass
-class HostStats:
-    """What one ``host:port`` saw during the run."""
-
-    calls: int = 0
-    requests: int = 0
-    reused: int = 0
-    failed_requests: int = 0
-    opened: Counter[str] = field(default_factory=Counter)
-    failed_connects: int = 0
-    request_ns: int = 0
-    dns_ns: int = 0
-    tcp_ns: int = 0
-    tls_ns: int = 0
-
-    @property
-    def setup_ns(self) -> int:
-        return self.dns_ns + self.tcp_ns + self.tls_ns
-
-
-@dataclass
-class Summary:
-    title: str
-    pid: int
-    hosts: dict[str, HostStats] = field(default_factory=dict)
-    # API calls answered without any HTTP request (botocore's Stubber, a failure before sending).
-    calls_without_request: int = 0
-
-    def host(self, name: str) -> HostStats:
-        stats = self.hosts.get(name)
-        if stats is None:
-            stats = self.hosts[name] = HostStats()
-        return stats
-
-    @property
-    def empty(self) -> bool:
-        return not self.hosts and not self.calls_without_request
-
-
-# --- styling ------------------------------------------------------------------------------------
+# --- styling -------------------------------------------------------------------------------------
 
 
 class Style:
@@ -146,32 +78,12 @@ def _format_ns(nanoseconds: float) -> str:
     return format_ms(nanoseconds / 1e6, COLUMN)
 
 
-def _ms_attribute(value: Any) -> str:
-    return format_ms(float(value), COLUMN)
-
-
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
 
 
-def _host(attributes: Any) -> str | None:
-    address = attributes.get(A.SERVER_ADDRESS)
-    if not address:
-        return None
-    port = attributes.get(A.SERVER_PORT)
-    return f"{address}:{port}" if port else str(address)
-
-
-def _duration(span: ReadableSpan) -> int:
-    return max(0, (span.end_time or 0) - (span.start_time or 0))
-
-
-def _failed(span: ReadableSpan) -> bool:
-    return span.status.status_code is StatusCode.ERROR
-
-
-# --- the waterfall ------------------------------------------------------------------------------
+# --- the waterfall -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -184,52 +96,59 @@ class _Line:
 
 
 class _Block:
-    """The lines of one printed waterfall: a root span and what ended beneath it."""
+    """The lines of one printed waterfall: a call, or an attempt made outside any API call."""
 
-    def __init__(self, children: dict[int, list[ReadableSpan]]) -> None:
-        self.children = children
+    def __init__(self, style: Style) -> None:
+        self.style = style
         self.lines: list[_Line] = []
 
-    def below(self, span: ReadableSpan) -> list[ReadableSpan]:
-        return sorted(self.children.get(span.context.span_id, ()), key=lambda s: s.start_time or 0)
-
-    def add(self, span: ReadableSpan, prefix: str, label: str, *styles: str) -> None:
-        self.lines.append(_Line(prefix, label, span.start_time or 0, span.end_time or 0, styles))
-
-    def walk(self, span: ReadableSpan, role: str, lead: str, branch: str, style: Style) -> None:
-        self.add(span, lead + branch, *_describe(span, role, self.below(span), style))
-        inner = lead + ((style.pipe if branch == style.tee else "   ") if branch else "")
-        # Children and the span's notable events, in the order they happened.
-        items: list[tuple[int, ReadableSpan | str, str]] = [
-            (child.start_time or 0, child, child_role)
-            for child, child_role in self._shown_below(span, role)
-        ]
-        items += [
-            (event.timestamp, _note(event.name, event.attributes or {}), "")
-            for event in span.events
-            if event.name in _NOTES
-        ]
+    def call(self, call: Call) -> None:
+        style = self.style
+        failed = _failure(call.error, style)
+        head = f"{call.label} {call.status}" if call.status else call.label
+        count = len(call.attempts)
+        attempts = "1 attempt" if count == 1 else f"{count} attempts"
+        label = f"{head} {style.dot} {attempts if count else 'no HTTP request'}{failed}"
+        self.lines.append(_Line("", label, call.start_ns, call.end_ns, ("bold", *_red(failed))))
+        items: list[tuple[int, Attempt | Event]] = [(a.start_ns, a) for a in call.attempts]
+        items += [(event.time_ns, event) for event in call.events if event.name in _NOTES]
         items.sort(key=lambda item: item[0])
-        for index, (_, item, item_role) in enumerate(items):
+        for index, (_, item) in enumerate(items):
             twig = style.elbow if index == len(items) - 1 else style.tee
-            if isinstance(item, str):
-                self.lines.append(_Line(inner + twig, item, 0, 0, ("yellow",)))
+            if isinstance(item, Event):
+                self.lines.append(_Line(twig, _note(item), 0, 0, ("yellow",)))
             else:
-                self.walk(item, item_role, inner, twig, style)
+                self.attempt(item, "", twig)
 
-    def _shown_below(self, span: ReadableSpan, role: str) -> list[tuple[ReadableSpan, str]]:
-        shown = []
-        for child in self.below(span):
-            child_role = span_role(child)
-            if child_role == SETUP and role == ATTEMPT:
-                # The attempt's line already says the connection is new and why: its DNS,
-                # TCP and TLS lines go straight beneath it.
-                shown.extend(self._shown_below(child, child_role))
-            elif child_role is not None:
-                shown.append((child, child_role))
-        return shown
+    def attempt(self, attempt: Attempt, lead: str, branch: str) -> None:
+        style = self.style
+        label, color = _describe_attempt(attempt, style)
+        self.lines.append(_Line(lead + branch, label, attempt.start_ns, attempt.end_ns, (color,)))
+        inner = lead + ((style.pipe if branch == style.tee else "   ") if branch else "")
+        items: list[tuple[int, Step | Event]] = []
+        if attempt.setup is not None:
+            items += [(step.start_ns, step) for step in attempt.setup.steps]
+        items += [(event.time_ns, event) for event in attempt.events if event.name in _NOTES]
+        items.sort(key=lambda item: item[0])
+        for index, (_, item) in enumerate(items):
+            twig = style.elbow if index == len(items) - 1 else style.tee
+            if isinstance(item, Event):
+                self.lines.append(_Line(inner + twig, _note(item), 0, 0, ("yellow",)))
+            else:
+                failed = _failure(item.error, style)
+                text = _describe_step(item, style) + failed
+                self.lines.append(
+                    _Line(inner + twig, text, item.start_ns, item.end_ns, _red(failed))
+                )
 
-    def render(self, style: Style) -> str:
+    def setup(self, setup: Setup) -> None:
+        """A connect made outside any traced request."""
+        failed = _failure(setup.error, self.style)
+        label = f"connection setup {setup.host}:{setup.port}{failed}"
+        self.lines.append(_Line("", label, setup.start_ns, setup.end_ns, _red(failed)))
+
+    def render(self) -> str:
+        style = self.style
         timed = [line for line in self.lines if line.end]
         start = min(line.start for line in timed)
         total = max(1, max(line.end for line in timed) - start)
@@ -257,67 +176,48 @@ def _bar(start: int, end: int, total: int, style: Style) -> str:
     return (" " * first + style.block * (last - first)).ljust(BAR_WIDTH, " ").join("||")
 
 
-def _describe(
-    span: ReadableSpan, role: str, children: Sequence[ReadableSpan], style: Style
-) -> tuple[str, ...]:
-    """The label of one line and its styles."""
-    attributes = span.attributes or {}
-    error = attributes.get(A.ERROR_TYPE)
-    failed = f" {style.cross} {error}" if error and _failed(span) else ""
-    if role == CALL:
-        attempts = attributes.get(A.AWS_ATTEMPTS)
-        if attempts is None:
-            attempts = sum(1 for child in children if span_role(child) == ATTEMPT)
-        status = attributes.get(A.HTTP_RESPONSE_STATUS_CODE)
-        head = f"{span.name} {status}" if status else span.name
-        count = "1 attempt" if attempts == 1 else f"{attempts} attempts"
-        label = f"{head} {style.dot} {count if attempts else 'no HTTP request'}{failed}"
-        return label, "bold", *_fail(failed)
-    if role == ATTEMPT:
-        return _describe_attempt(span, attributes, failed, style)
-    if role == DNS:
-        answers = attributes.get(A.DNS_ANSWERS) or ()
-        shown = f" {style.arrow} {', '.join(answers)}" if answers else ""
-        return f"DNS {attributes.get(A.DNS_QUESTION_NAME, '')}{shown}{failed}", *_fail(failed)
-    if role == TCP:
-        peer = attributes.get(A.NETWORK_PEER_ADDRESS) or attributes.get(A.SERVER_ADDRESS, "")
-        port = attributes.get(A.NETWORK_PEER_PORT) or attributes.get(A.SERVER_PORT, "")
-        return f"TCP connect {peer}:{port}{failed}", *_fail(failed)
-    if role == TLS:
-        version = attributes.get(A.TLS_PROTOCOL_VERSION)
-        resumed = " resumed" if attributes.get(A.TLS_RESUMED) else ""
-        label = f"TLS {version} handshake{resumed}" if version else "TLS handshake"
-        return label + failed, *_fail(failed)
-    # A setup span printed on its own (a connect made outside any traced request).
-    return f"connection setup {_host(attributes) or ''}{failed}", *_fail(failed)
+def _failure(error: BaseException | None, style: Style) -> str:
+    return f" {style.cross} {type(error).__qualname__}" if error is not None else ""
 
 
-def _fail(failed: str) -> tuple[str, ...]:
+def _red(failed: str) -> tuple[str, ...]:
     return ("red",) if failed else ()
 
 
-def _describe_attempt(
-    span: ReadableSpan, attributes: Any, failed: str, style: Style
-) -> tuple[str, ...]:
-    status = attributes.get(A.HTTP_RESPONSE_STATUS_CODE)
-    head = f"{attributes.get(A.HTTP_REQUEST_METHOD, span.name)} {_host(attributes) or ''}"
-    if status:
-        head += f" {status}"
-    connection = attributes.get(A.CONNECTION_ID)
-    if attributes.get(A.CONNECTION_REUSED):
-        parts = [f"reused #{connection}"]
-        number = attributes.get(A.CONNECTION_REQUEST_NUMBER)
-        if number:
-            parts.append(f"{_ordinal(int(number))} request")
-        idle = attributes.get(A.CONNECTION_IDLE_MS)
-        if idle is not None:
-            parts.append(f"idle {_ms_attribute(idle)}")
+def _describe_step(step: Step, style: Style) -> str:
+    details = step.details
+    if step.name == DNS:
+        answers = details.get(A.DNS_ANSWERS) or ()
+        shown = f" {style.arrow} {', '.join(answers)}" if answers else ""
+        return f"DNS {details.get(A.DNS_QUESTION_NAME, '')}{shown}"
+    if step.name == TCP:
+        peer = details.get(A.NETWORK_PEER_ADDRESS) or details.get(A.SERVER_ADDRESS, "")
+        port = details.get(A.NETWORK_PEER_PORT) or details.get(A.SERVER_PORT, "")
+        return f"TCP connect {peer}:{port}"
+    version = details.get(A.TLS_PROTOCOL_VERSION)
+    resumed = " resumed" if details.get(A.TLS_RESUMED) else ""
+    return f"TLS {version} handshake{resumed}" if version else "TLS handshake"
+
+
+def _describe_attempt(attempt: Attempt, style: Style) -> tuple[str, str]:
+    pool = attempt.pool
+    head = f"{attempt.method} {pool.host}:{pool.port}"
+    if attempt.status:
+        head += f" {attempt.status}"
+    connection = attempt.connection
+    number = connection.id if connection is not None and attempt.request_number else None
+    if attempt.reused:
+        parts = [f"reused #{number if number is not None else '?'}"]
+        if attempt.request_number:
+            parts.append(f"{_ordinal(attempt.request_number)} request")
+        if attempt.idle_ms is not None:
+            parts.append(f"idle {format_ms(attempt.idle_ms, COLUMN)}")
         how, color = f" {style.dot} ".join(parts), "green"
     else:
-        reason = attributes.get(A.CONNECTION_REASON)
-        where = f"new #{connection}" if connection is not None else "new connection"
-        how, color = (f"{where} ({reason})" if reason else where), "yellow"
-    if failed or (status and int(status) >= 400):
+        where = f"new #{number}" if number is not None else "new connection"
+        how, color = (f"{where} ({attempt.reason})" if attempt.reason else where), "yellow"
+    failed = _failure(attempt.error, style)
+    if failed or (attempt.status and attempt.status >= 400):
         color = "red"
     return f"{head} {style.dot} {how}{failed}", color
 
@@ -330,27 +230,30 @@ _NOTES = {
 }
 
 
-def _note(name: str, attributes: Any) -> str:
+def _note(event: Event) -> str:
+    attributes = event.attributes
     idle = attributes.get(A.CONNECTION_IDLE_MS)
-    return "! " + _NOTES[name].format(
+    return "! " + _NOTES[event.name].format(
         id=attributes.get(A.CONNECTION_ID, "?"),
-        idle=_ms_attribute(idle) if idle is not None else "",
+        idle=format_ms(float(idle), COLUMN) if idle is not None else "",
         size=attributes.get(A.POOL_MAX_SIZE, "?"),
         count=attributes.get(A.POOL_COUNT, "?"),
     )
 
 
-# --- the summary --------------------------------------------------------------------------------
+# --- the summary ---------------------------------------------------------------------------------
 
 
-def render_summary(summary: Summary, style: Style) -> list[str]:
+def render_summary(
+    title: str, hosts: Sequence[HostStats], without_request: int, style: Style
+) -> list[str]:
     """The end-of-run summary, one block per host."""
-    lines = [style.paint(f"conntrace summary: {summary.title} (pid {summary.pid})", "bold")]
-    for host, stats in summary.hosts.items():
-        lines.append(f"  {style.paint(host, 'bold')}")
+    lines = [style.paint(f"conntrace summary: {title} (pid {os.getpid()})", "bold")]
+    for stats in hosts:
+        lines.append(f"  {style.paint(stats.target, 'bold')}")
         lines.extend(f"    {line}" for line in _host_lines(stats, style))
-    if summary.calls_without_request:
-        lines.append(f"  calls answered without an HTTP request: {summary.calls_without_request}")
+    if without_request:
+        lines.append(f"  calls answered without an HTTP request: {without_request}")
     return lines
 
 
@@ -379,22 +282,27 @@ def _host_lines(stats: HostStats, style: Style) -> list[str]:
         first.append(style.paint(f"failed requests {stats.failed_requests}", "red"))
     ratio = stats.reused / stats.requests if stats.requests else 0.0
     reuse = f"reused {stats.reused} of {stats.requests} requests ({ratio:.0%})"
-    share = stats.setup_ns / stats.request_ns if stats.request_ns else 0.0
+    setup_ms = stats.setup_ms_all
+    share = setup_ms / stats.request_ms if stats.request_ms else 0.0
     phases = sep.join(
-        f"{name} {_format_ns(ns)}"
-        for name, ns in (("DNS", stats.dns_ns), ("TCP", stats.tcp_ns), ("TLS", stats.tls_ns))
+        f"{name} {format_ms(ms, COLUMN)}"
+        for name, ms in (
+            ("DNS", stats.dns_ms),
+            ("TCP", stats.tcp_ms_all),
+            ("TLS", stats.tls_ms_all),
+        )
     )
     setup = (
-        f"{phases} = {_format_ns(stats.setup_ns)}, "
-        f"{share:.0%} of {_format_ns(stats.request_ns)} in requests"
+        f"{phases} = {format_ms(setup_ms, COLUMN)}, "
+        f"{share:.0%} of {format_ms(stats.request_ms, COLUMN)} in requests"
     )
     return [sep.join(first), style.paint(reuse, "green" if ratio >= 0.5 else "yellow"), setup]
 
 
-# --- the processor ------------------------------------------------------------------------------
+# --- the view ------------------------------------------------------------------------------------
 
 
-class ConsoleView(SpanProcessor):  # type: ignore[misc]
+class ConsoleView(BaseSink):
     """Prints a waterfall for each call as it ends, and ``print_summary`` at exit."""
 
     def __init__(
@@ -408,7 +316,7 @@ class ConsoleView(SpanProcessor):  # type: ignore[misc]
         self._color = color
         self.title = title
         self.diagnosis = diagnosis
-        self.reset()
+        self._lock = threading.Lock()
 
     @property
     def stream(self) -> IO[str]:
@@ -417,118 +325,38 @@ class ConsoleView(SpanProcessor):  # type: ignore[misc]
         return self._stream or sys.stderr
 
     def reset(self) -> None:
-        """Forget everything seen (a forked child starts afresh)."""
+        """A forked child starts afresh (its diagnosis is reset with it)."""
         self._lock = threading.Lock()
-        # Every started span by id: its parent's id and its role here (None: not shown).
-        self._open: dict[int, tuple[int | None, str | None]] = {}
-        self._children: dict[int, list[ReadableSpan]] = {}
-        self.summary = Summary(self.title, os.getpid())
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        try:
-            parent = span.parent.span_id if span.parent is not None else None
-            with self._lock:
-                self._open[span.context.span_id] = (parent, span_role(span))
-        except Exception:
-            _runtime.report_internal_error("console.on_start")
-
-    def on_end(self, span: ReadableSpan) -> None:
-        try:
-            self._ended(span)
-        except Exception:
-            _runtime.report_internal_error("console.on_end")
-
-    def _ended(self, span: ReadableSpan) -> None:
-        with self._lock:
-            parent, role = self._open.pop(span.context.span_id, (None, None))
-            if role is None:
-                return
-            holder = self._shown_ancestor(parent)
-            self._count(span, role, top=holder is None)
-            if holder is not None:
-                self._children.setdefault(holder, []).append(span)
-                return
-            block = _Block(self._children)
-            style = Style(self.stream, self._color)
-            block.walk(span, role, "", "", style)
-            text = block.render(style)
-            self._forget(span)
-        self._write(text)
-
-    def _shown_ancestor(self, span_id: int | None) -> int | None:
-        # Spans that are not shown (another instrumentation's, the program's own) are
-        # looked through, so a call still collects its attempts beneath them.
-        while span_id is not None and span_id in self._open:
-            parent, role = self._open[span_id]
-            if role is not None:
-                return span_id
-            span_id = parent
-        return None
-
-    def _forget(self, span: ReadableSpan) -> None:
-        for child in self._children.pop(span.context.span_id, ()):
-            self._forget(child)
-
-    def _count(self, span: ReadableSpan, role: str, top: bool) -> None:
-        attributes = span.attributes or {}
-        below = self._children.get(span.context.span_id, ())
-        if role == CALL:
-            attempt = next((c for c in below if span_role(c) == ATTEMPT), None)
-            host = _host(attempt.attributes or {}) if attempt is not None else None
-            if host is None:
-                self.summary.calls_without_request += 1
-            else:
-                self.summary.host(host).calls += 1
-            return
-        host = _host(attributes)
-        if host is None:
-            return
-        stats = self.summary.host(host)
-        if role == ATTEMPT:
-            stats.requests += 1
-            stats.request_ns += _duration(span)
-            if attributes.get(A.CONNECTION_REUSED):
-                stats.reused += 1
-            if attributes.get(A.CONNECTION_ID) is None and _failed(span):
-                stats.failed_requests += 1
-            if top:
-                # An HTTP request made outside any API call is a call of its own.
-                stats.calls += 1
-        elif role == SETUP:
-            if _failed(span) or attributes.get(A.CONNECTION_ID) is None:
-                stats.failed_connects += 1
-            else:
-                stats.opened[str(attributes.get(A.CONNECTION_REASON, "?"))] += 1
-            for child in below:
-                phase = span_role(child)
-                if phase == DNS:
-                    stats.dns_ns += _duration(child)
-                elif phase == TCP:
-                    stats.tcp_ns += _duration(child)
-                elif phase == TLS:
-                    stats.tls_ns += _duration(child)
+    def call_ended(self, call: Call) -> None:
+        block = _Block(Style(self.stream, self._color))
+        if call.is_api:
+            block.call(call)
+        else:
+            for attempt in call.attempts:
+                block.attempt(attempt, "", "")
+        if block.lines:
+            self._write(block.render())
 
     def print_summary(self) -> None:
-        with self._lock:
-            if self.summary.empty:
-                return
-            style = Style(self.stream, self._color)
-            lines = render_summary(self.summary, style)
-        if self.diagnosis is not None:
-            lines.extend(render_findings(self.diagnosis.findings(), style))
+        diagnosis = self.diagnosis
+        if diagnosis is None:
+            return
+        hosts = diagnosis.host_stats()
+        without = diagnosis.calls_without_request
+        if not hosts and not without:
+            return
+        style = Style(self.stream, self._color)
+        lines = render_summary(self.title, hosts, without, style)
+        lines.extend(render_findings(diagnosis.findings(), style))
         self._write("\n".join(lines) + "\n")
 
     def _write(self, text: str) -> None:
         try:
-            stream = self.stream
-            stream.write(text)
-            stream.flush()
-        except (OSError, ValueError):
+            with self._lock:
+                stream = self.stream
+                stream.write(text)
+                stream.flush()
+        except (OSError, ValueError, AttributeError):
             # stderr closed or gone: the view is a convenience, never the program's problem.
             pass
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True

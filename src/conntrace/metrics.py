@@ -1,4 +1,4 @@
-"""OpenTelemetry metrics of connections, fed by ``findings.Diagnosis`` from conntrace's spans.
+"""OpenTelemetry metrics of connections, read from the connection ledger.
 
 Names, units and attributes follow the semantic conventions and .NET's System.Net metrics
 where those exist (``http.client.open_connections``, ``http.client.connection.duration``,
@@ -6,22 +6,25 @@ where those exist (``http.client.open_connections``, ``http.client.connection.du
 handshake durations and the counts of why connections open have no convention: they live
 under ``conntrace.``. Durations are in seconds, as the conventions ask.
 
-Open connections are read from the pool layer's live connection states when the metric
-reader collects; connection durations come from the pool layer's close observers.
+Open connections are read from the pool layer's live connection records when the metric
+reader collects; connection durations come from the ledger's connection-closed facts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
-from . import _runtime
 from . import attributes as A
+from . import ledger
+from .ledger import DNS, TCP, Attempt, BaseSink, Connection, Pool, Setup
+
+if TYPE_CHECKING:
+    from .findings import Diagnosis
 
 # The conventions' advice for HTTP durations, with finer steps below 5 ms, where DNS, TCP
 # and TLS on a nearby network fall.
@@ -77,10 +80,16 @@ def _with_error(attributes: dict[str, Any], error_type: str | None) -> dict[str,
     return attributes
 
 
-class ConnectionMetrics:
-    """The instruments, and what records into them; ``close`` stops every recording."""
+class ConnectionMetrics(BaseSink):
+    """The instruments, and what records into them; ``close`` stops every recording.
 
-    def __init__(self, meter: Meter) -> None:
+    Counts (requests, connections opened) are read from the diagnosis's per-host model when
+    the metric reader collects, so a request costs the metrics nothing; durations are
+    recorded from the ledger as connections open and close.
+    """
+
+    def __init__(self, meter: Meter, diagnosis: Diagnosis) -> None:
+        self._diagnosis = diagnosis
         self._dns = _histogram(
             meter, A.METRIC_DNS_DURATION, "Time taken to perform a DNS lookup.", _SETUP_BUCKETS
         )
@@ -102,13 +111,15 @@ class ConnectionMetrics:
             "The duration of successfully established outbound HTTP connections.",
             _CONNECTION_BUCKETS,
         )
-        self._opened = meter.create_counter(
+        meter.create_observable_counter(
             A.METRIC_CONNECTIONS_OPENED,
+            callbacks=[self._observe_opened],
             unit="{connection}",
             description="TCP connections opened, by why they were opened.",
         )
-        self._requests = meter.create_counter(
+        meter.create_observable_counter(
             A.METRIC_REQUESTS,
+            callbacks=[self._observe_requests],
             unit="{request}",
             description="HTTP requests, by whether they reused a connection.",
         )
@@ -123,66 +134,88 @@ class ConnectionMetrics:
         # connections visibly drop to none instead of vanishing.
         self._open_keys: set[_OpenKey] = set()
         self._closed = False
-        _runtime.close_observers.append(self._connection_closed)
 
     def close(self) -> None:
         self._closed = True
-        with contextlib.suppress(ValueError):
-            _runtime.close_observers.remove(self._connection_closed)
+        ledger.remove_sink(self)
 
-    # --- recorded from spans ---------------------------------------------------------------
+    # --- recorded from the ledger -------------------------------------------------------------
 
-    def dns_lookup(self, name: str, seconds: float, error_type: str | None) -> None:
-        self._dns.record(seconds, _with_error({A.DNS_QUESTION_NAME: name}, error_type))
-
-    def tcp_connect(self, address: str, port: int, seconds: float, error_type: str | None) -> None:
-        attributes = {A.SERVER_ADDRESS: address, A.SERVER_PORT: port}
-        self._connect.record(seconds, _with_error(attributes, error_type))
-
-    def tls_handshake(
-        self, address: str, port: int, seconds: float, version: str | None, error_type: str | None
-    ) -> None:
-        attributes: dict[str, Any] = {A.SERVER_ADDRESS: address, A.SERVER_PORT: port}
-        if version:
-            attributes[A.TLS_PROTOCOL_VERSION] = version
-        self._tls.record(seconds, _with_error(attributes, error_type))
-
-    def connection_opened(self, address: str, port: int, reason: str) -> None:
-        self._opened.add(
-            1, {A.SERVER_ADDRESS: address, A.SERVER_PORT: port, A.CONNECTION_REASON: reason}
-        )
-
-    def request(
-        self, address: str, port: int, scheme: str, method: str, reused: bool, wait_s: float | None
-    ) -> None:
-        where: dict[str, Any] = {A.SERVER_ADDRESS: address, A.SERVER_PORT: port}
-        self._requests.add(1, {**where, A.CONNECTION_REUSED: reused})
-        if wait_s is not None:
+    def attempt_ended(self, attempt: Attempt) -> None:
+        if attempt.wait_ms is not None and not self._closed:
+            pool = attempt.pool
             self._queue.record(
-                wait_s, {**where, A.URL_SCHEME: scheme, A.HTTP_REQUEST_METHOD: method}
+                attempt.wait_ms / 1000.0,
+                {
+                    A.SERVER_ADDRESS: pool.host,
+                    A.SERVER_PORT: pool.port,
+                    A.URL_SCHEME: pool.scheme,
+                    A.HTTP_REQUEST_METHOD: attempt.method,
+                },
             )
 
-    # --- read from the pool layer -----------------------------------------------------------
-
-    def _connection_closed(self, state: Any) -> None:
-        pool = state.pool
-        if self._closed or pool is None or state.id is None or state.closed_at is None:
+    def connection_opened(self, setup: Setup, pool: Pool | None) -> None:
+        if self._closed:
             return
-        self._duration.record(max(state.closed_at - state.opened_at, 0.0), _pool_attributes(pool))
+        where = {A.SERVER_ADDRESS: setup.host, A.SERVER_PORT: setup.port}
+        for step in setup.steps:
+            error = type(step.error).__qualname__ if step.error is not None else None
+            seconds = step.ms / 1000.0
+            if step.name == DNS:
+                name = str(step.details.get(A.DNS_QUESTION_NAME, setup.host))
+                self._dns.record(seconds, _with_error({A.DNS_QUESTION_NAME: name}, error))
+            elif step.name == TCP:
+                self._connect.record(seconds, _with_error(dict(where), error))
+            else:
+                attributes = dict(where)
+                version = step.details.get(A.TLS_PROTOCOL_VERSION)
+                if version:
+                    attributes[A.TLS_PROTOCOL_VERSION] = version
+                self._tls.record(seconds, _with_error(attributes, error))
+
+    def connection_closed(self, connection: Connection, closed_ns: int) -> None:
+        pool = connection.pool
+        if self._closed or pool is None or connection.id is None:
+            return
+        seconds = max(closed_ns - connection.opened_ns, 0) / 1e9
+        self._duration.record(seconds, _pool_attributes(pool))
+
+    # --- read when collected -------------------------------------------------------------------
+
+    def _observe_requests(self, options: CallbackOptions) -> Iterable[Observation]:
+        observations = []
+        for host in self._diagnosis.host_stats():
+            where: dict[str, Any] = {A.SERVER_ADDRESS: host.host, A.SERVER_PORT: host.port}
+            for reused, count in ((True, host.reused), (False, host.requests - host.reused)):
+                if count:
+                    observations.append(Observation(count, {**where, A.CONNECTION_REUSED: reused}))
+        return observations
+
+    def _observe_opened(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(
+                count,
+                {
+                    A.SERVER_ADDRESS: host.host,
+                    A.SERVER_PORT: host.port,
+                    A.CONNECTION_REASON: reason,
+                },
+            )
+            for host in self._diagnosis.host_stats()
+            for reason, count in host.opened.items()
+            if count
+        ]
 
     def _observe_open(self, options: CallbackOptions) -> Iterable[Observation]:
         if self._closed:
             return []
-        # Imported here, not at start-up: the pool layer loads with urllib3 (and http.client).
-        from .layers.pool import open_connections
-
         counts: Counter[_OpenKey] = Counter()
-        for state in open_connections():
+        for state in ledger.open_connections():
             pool = state.pool
             if pool is None:
                 continue
             usage = A.CONNECTION_STATE_ACTIVE if state.checked_out else A.CONNECTION_STATE_IDLE
-            counts[(pool.host, pool.server_port, pool.scheme, usage)] += 1
+            counts[(pool.host, pool.port, pool.scheme, usage)] += 1
         with self._lock:
             self._open_keys.update(counts)
             keys = sorted(self._open_keys)
@@ -200,9 +233,9 @@ class ConnectionMetrics:
         ]
 
 
-def _pool_attributes(pool: Any) -> dict[str, Any]:
+def _pool_attributes(pool: Pool) -> dict[str, Any]:
     return {
         A.SERVER_ADDRESS: pool.host,
-        A.SERVER_PORT: pool.server_port,
+        A.SERVER_PORT: pool.port,
         A.URL_SCHEME: pool.scheme,
     }

@@ -4,11 +4,11 @@ Registered as the ``conntrace`` pytest11 entry point, so every pytest run of a p
 conntrace installed loads this module: it imports conntrace's light package and nothing
 more (no OpenTelemetry SDK, no botocore) until a test asks for the fixture.
 
-With conntrace off, the fixture switches it on for the test alone (its own tracer
-provider), so each test starts with no pools and no connections known. With conntrace
-already on (``conntrace-run pytest``), it listens to the diagnosis installed there; then a
-pool made by an earlier test counts, and a new client for the same host opens its first
-connection as ``new_pool``.
+The recorder reads the connection ledger for the duration of one test, with a diagnosis
+of that test alone. With conntrace off, the fixture switches it on for the test (without
+spans), so each test starts with no pools and no connections known. With conntrace already
+on (``conntrace-run pytest``), a pool made by an earlier test counts, and a new client for
+the same host opens its first connection as ``new_pool``.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlsplit
 
 import pytest
 
-from . import attributes as A
+from .ledger import BaseSink
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import ReadableSpan
-
     from .findings import Diagnosis, Finding
+    from .ledger import Attempt, Pool, Setup
+    from .ledger import Call as LedgerCall
 
 # What each reason for a new connection says to do (the README's table).
 _HINTS = {
@@ -112,10 +112,11 @@ class _Server:
         return f"to {self.host}" + (f":{self.port}" if self.port is not None else "")
 
 
-class Recorder:
+class Recorder(BaseSink):
     """What conntrace saw during one test, and assertions with readable failure messages.
 
     ``server`` arguments take a host, ``host:port`` or an endpoint URL; None means all.
+    It reads the ledger while the test runs.
     """
 
     def __init__(self, diagnosis: Diagnosis) -> None:
@@ -125,43 +126,36 @@ class Recorder:
         self.connections: list[Connection] = []
         self._lock = threading.Lock()
 
-    # --- fed by the diagnosis, as a listener ---------------------------------------------
+    # --- read from the ledger ------------------------------------------------------------
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass
-
-    def on_end(self, span: ReadableSpan) -> None:
-        from . import findings
-
-        kind = findings.span_kind(span)
-        attributes: Mapping[str, Any] = span.attributes or {}
-        if kind == findings.CALL:
-            item: Any = Call(span.name, int(attributes.get(A.AWS_ATTEMPTS, 0)), _error(attributes))
-            target: list[Any] = self.calls
-        elif kind == findings.ATTEMPT:
-            status = attributes.get(A.HTTP_RESPONSE_STATUS_CODE)
-            item = Request(
-                str(attributes.get(A.SERVER_ADDRESS, "")),
-                int(attributes.get(A.SERVER_PORT, 0)),
-                str(attributes.get(A.HTTP_REQUEST_METHOD, "")),
-                None if status is None else int(status),
-                bool(attributes.get(A.CONNECTION_REUSED, False)),
-                attributes.get(A.CONNECTION_REASON),
-                attributes.get(A.CONNECTION_ID),
-            )
-            target = self.requests
-        elif kind == findings.SETUP and A.CONNECTION_ID in attributes:
-            item = Connection(
-                str(attributes.get(A.SERVER_ADDRESS, "")),
-                int(attributes.get(A.SERVER_PORT, 0)),
-                str(attributes.get(A.CONNECTION_REASON, "")),
-                int(attributes[A.CONNECTION_ID]),
-            )
-            target = self.connections
-        else:
-            return
+    def attempt_ended(self, attempt: Attempt) -> None:
+        pool = attempt.pool
+        connection = attempt.connection
+        request = Request(
+            pool.host,
+            pool.port,
+            attempt.method,
+            attempt.status,
+            attempt.reused,
+            attempt.reason,
+            connection.id if connection is not None and attempt.request_number else None,
+        )
         with self._lock:
-            target.append(item)
+            self.requests.append(request)
+
+    def connection_opened(self, setup: Setup, pool: Pool | None) -> None:
+        if setup.connection_id is None:
+            return
+        connection = Connection(setup.host, setup.port, setup.reason, setup.connection_id)
+        with self._lock:
+            self.connections.append(connection)
+
+    def call_ended(self, call: LedgerCall) -> None:
+        if not call.is_api:
+            return
+        error = type(call.error).__qualname__ if call.error is not None else None
+        with self._lock:
+            self.calls.append(Call(call.label, len(call.attempts), error))
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -276,11 +270,6 @@ class Recorder:
         return "\n".join(lines)
 
 
-def _error(attributes: Mapping[str, Any]) -> str | None:
-    error = attributes.get(A.ERROR_TYPE)
-    return None if error is None else str(error)
-
-
 def _is_operation(name: str, wanted: str | None) -> bool:
     return wanted is None or name == wanted or name.rpartition(".")[2] == wanted
 
@@ -295,36 +284,24 @@ def _reasons(reasons: Mapping[str, int]) -> str:
 
 def _start() -> tuple[Recorder, Callable[[], None]]:
     import conntrace
-    from conntrace import findings
+    from conntrace import findings, ledger
 
-    if conntrace.is_instrumented():
-        shared = findings.current()
-        if shared is None:
-            pytest.fail(
-                "conntrace_recorder: conntrace is on without a diagnosis to listen to; call "
-                "conntrace.findings.install(tracer_provider) next to conntrace.instrument()",
-                pytrace=False,
-            )
-        # A diagnosis of this test alone, fed by the shared one; the shared one annotates.
-        own = findings.Diagnosis(annotate=False)
-        recorder = Recorder(own)
-        own.add_listener(recorder)
-        shared.add_listener(own)
-        return recorder, lambda: shared.remove_listener(own)
-
-    from opentelemetry.sdk.trace import TracerProvider
-
-    provider = TracerProvider(shutdown_on_exit=False)
-    diagnosis = findings.install(provider, metrics=False, report=False)
-    assert diagnosis is not None
+    # A diagnosis of this test alone: the run's own one (under conntrace-run) annotates.
+    diagnosis = findings.Diagnosis(annotate=False)
     recorder = Recorder(diagnosis)
-    diagnosis.add_listener(recorder)
-    conntrace.instrument(tracer_provider=provider)
+    was_on = conntrace.is_instrumented()
+    if not was_on:
+        from opentelemetry.trace import NoOpTracerProvider
+
+        conntrace.instrument(tracer_provider=NoOpTracerProvider())
+    ledger.add_sink(diagnosis)
+    ledger.add_sink(recorder)
 
     def stop() -> None:
-        conntrace.uninstrument()
+        ledger.remove_sink(recorder)
         diagnosis.close()
-        provider.shutdown()
+        if not was_on:
+            conntrace.uninstrument()
 
     return recorder, stop
 

@@ -157,7 +157,7 @@ def _bounded(work: Callable[[], bool], timeout_s: float) -> bool:
     return bool(outcome and outcome[0])
 
 
-# --- exporting --------------------------------------------------------------------------------
+# --- exporting -----------------------------------------------------------------------------------
 
 
 class _ExportGuard:
@@ -348,7 +348,7 @@ def _otlp_exporter(config: Config, signal: str) -> Any:
     return exporter(endpoint=endpoint, timeout=config.export_timeout)
 
 
-# --- setting up -------------------------------------------------------------------------------
+# --- setting up ----------------------------------------------------------------------------------
 
 
 def _sampler(config: Config) -> Any:
@@ -443,8 +443,8 @@ def _start(config: Config) -> Session:
         provider = trace.get_tracer_provider()
     meter_provider, owns_meters = _meter_provider(config, getattr(provider, "resource", None))
     conntrace.instrument(tracer_provider=provider, meter_provider=meter_provider)
-    diagnosis = _diagnosis(provider, meter_provider, report=config.report is not None)
-    console = _console_view(config, provider, diagnosis)
+    diagnosis = _diagnosis(meter_provider, report=config.report is not None)
+    console = _console_view(config, diagnosis)
     session = Session(
         config,
         provider=provider if hasattr(provider, "force_flush") else None,
@@ -459,31 +459,23 @@ def _start(config: Config) -> Session:
     return session
 
 
-def _diagnosis(provider: Any, meter_provider: Any, report: bool) -> Diagnosis | None:
-    """Findings and metrics, on a provider that takes span processors."""
-    if not isinstance(provider, TracerProvider):
-        return None
+def _diagnosis(meter_provider: Any, report: bool) -> Diagnosis:
+    """Findings, metrics and the report: read from the ledger, whatever the tracer provider."""
     from . import findings
 
-    return findings.install(provider, meter_provider, report=report)
+    return findings.install(meter_provider, report=report)
 
 
-def _console_view(config: Config, provider: Any, diagnosis: Diagnosis | None) -> ConsoleView | None:
+def _console_view(config: Config, diagnosis: Diagnosis) -> ConsoleView | None:
     if not config.console_view:
         return None
-    if not isinstance(provider, TracerProvider):
-        log.warning(
-            "conntrace: the tracer provider in place (%s) takes no span processors; "
-            "the terminal view is off",
-            type(provider).__name__,
-        )
-        return None
+    from . import ledger
     from .console import ConsoleView
 
     view = ConsoleView(
         sys.stderr, color=config.color, title=config.service_name, diagnosis=diagnosis
     )
-    provider.add_span_processor(view)
+    ledger.add_sink(view)
     return view
 
 
@@ -493,12 +485,10 @@ def _follow_forks(session: Session) -> None:
     # A forked child reports its own calls, not its parent's.
     if session.console is not None:
         os.register_at_fork(after_in_child=session.console.reset)
-    if session.diagnosis is not None:
-        os.register_at_fork(after_in_child=session.diagnosis.reset)
     if session.owns_provider:
-        import wrapt
+        from ._patching import when_imported
 
         def watch(module: Any) -> None:
             module.register_after_fork(session, Session._in_forked_worker)
 
-        wrapt.register_post_import_hook(watch, "multiprocessing.util")
+        when_imported("multiprocessing.util", watch)

@@ -76,8 +76,7 @@ def diagnosed() -> Iterator[Diagnosed]:
     provider = TracerProvider()
     reader = InMemoryMetricReader()
     meters = MeterProvider(metric_readers=[reader])
-    diagnosis = findings.install(provider, meters, report=False)
-    assert diagnosis is not None
+    diagnosis = findings.install(meters, report=False)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     conntrace.instrument(tracer_provider=provider, meter_provider=meters)
     try:

@@ -11,10 +11,10 @@ import boto3
 import pytest
 import urllib3
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
+import conntrace
 from conntrace import attributes as A
-from conntrace import findings
+from conntrace import findings, ledger
 
 from ..conftest import dynamodb
 from ..servers import Request, Response, statuses
@@ -358,35 +358,48 @@ def test_urllib3_retries_inside_an_application_span_are_found(diagnosed: Diagnos
 # --- wiring ------------------------------------------------------------------------------------
 
 
-def test_install_adds_one_diagnosis_per_provider():
-    provider = TracerProvider()
+def test_install_starts_one_diagnosis_per_process():
+    first = findings.install(metrics=False, report=False)
     try:
-        first = findings.install(provider, metrics=False, report=False)
-        assert first is not None
-        assert findings.install(provider, metrics=False, report=False) is first
+        assert findings.install(metrics=False, report=False) is first
         assert findings.current() is first
-        findings.uninstall()
-        assert first.closed
-        assert findings.current() is None
     finally:
-        provider.shutdown()
+        findings.uninstall()
+    assert first.closed
+    assert findings.current() is None
 
 
-def test_install_declines_a_provider_without_span_processors():
-    assert findings.install(trace.NoOpTracerProvider(), report=False) is None
+def test_the_diagnosis_needs_no_spans(server):
+    """With a tracer provider that makes no spans at all, the counts are still exact."""
+    conntrace.instrument(tracer_provider=trace.NoOpTracerProvider())
+    diagnosis = findings.install(metrics=False, report=False)
+    try:
+        local = server()
+        for _ in range(3):
+            dynamodb(local.url).list_tables()
+    finally:
+        conntrace.uninstrument()
+    [host] = diagnosis.hosts()
+    assert host["requests"] == len(local.requests) == 3
+    assert host["connections_opened"]["new_pool"] == 2
+    assert A.FINDING_CLIENT_RECREATED in {finding.id for finding in diagnosis.findings()}
 
 
-def test_a_failing_listener_changes_nothing(diagnosed: Diagnosed, server):
-    class Broken:
-        def on_start(self, span: Any, parent_context: Any = None) -> None:
-            raise RuntimeError("listener")
+def test_a_failing_reader_changes_nothing(diagnosed: Diagnosed, server):
+    class Broken(ledger.BaseSink):
+        def attempt_ended(self, attempt: Any) -> None:
+            raise RuntimeError("reader")
 
-        def on_end(self, span: Any) -> None:
-            raise RuntimeError("listener")
+        def call_ended(self, call: Any) -> None:
+            raise RuntimeError("reader")
 
-    diagnosed.diagnosis.add_listener(Broken())
+    broken = Broken()
+    ledger.add_sink(broken, first=True)
     local = server()
-    for _ in range(3):
-        dynamodb(local.url).list_tables()
+    try:
+        for _ in range(3):
+            dynamodb(local.url).list_tables()
+    finally:
+        ledger.remove_sink(broken)
 
     assert A.FINDING_CLIENT_RECREATED in diagnosed.ids()

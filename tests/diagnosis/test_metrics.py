@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import urllib3
 
-from conntrace import _runtime
 from conntrace import attributes as A
+from conntrace import ledger
 
 from ..conftest import dynamodb
 from ..servers import Request, Response, free_port, wait_until
@@ -179,13 +179,14 @@ def test_closing_the_diagnosis_stops_its_metrics(diagnosed: Diagnosed, server):
     local = server()
     http = urllib3.PoolManager()
     http.request("GET", local.url)
-    observers = len(_runtime.close_observers)
+    metrics = diagnosed.diagnosis.metrics
+    assert metrics in ledger.sinks
 
     diagnosed.diagnosis.close()
     http.clear()
     http.request("GET", local.url)
 
-    assert len(_runtime.close_observers) == observers - 1
+    assert metrics not in ledger.sinks
     assert diagnosed.points(A.METRIC_CONNECTION_DURATION) == []
     assert diagnosed.points(A.METRIC_OPEN_CONNECTIONS) == []
     [(_, _, requests)] = diagnosed.points(A.METRIC_REQUESTS)

@@ -55,9 +55,9 @@ def test_a_report_with_findings_validates(diagnosed: Diagnosed, server):
         server(respond=statuses(500, 500)).url,
     )
 
-    document = json.loads(json.dumps(report.build(diagnosed.diagnosis)))
+    document = json.loads(json.dumps(report.build([report.section(diagnosed.diagnosis)])))
     validate(document)
-    assert document["report_version"] == 1
+    assert document["report_version"] == 2
     assert {f["id"] for f in document["findings"]} >= {
         A.FINDING_CLIENT_RECREATED,
         A.FINDING_SERVER_CLOSES,
@@ -79,7 +79,7 @@ def test_a_healthy_report_validates_with_no_findings(diagnosed: Diagnosed, serve
     for _ in range(3):
         client.list_tables()
 
-    document = report.build(diagnosed.diagnosis)
+    document = report.build([report.section(diagnosed.diagnosis)])
     validate(document)
     assert document["findings"] == []
     assert document["totals"]["reused"] == 2
@@ -89,7 +89,7 @@ def test_the_schema_rejects_a_changed_key(diagnosed: Diagnosed, server):
     local = server()
     for _ in range(3):
         dynamodb(local.url).list_tables()
-    document = report.build(diagnosed.diagnosis)
+    document = report.build([report.section(diagnosed.diagnosis)])
     evidence = document["findings"][0]["evidence"]
     evidence["pool_count"] = evidence.pop("pools")
 
@@ -106,7 +106,7 @@ from conntrace import findings
 
 provider = TracerProvider()
 conntrace.instrument(tracer_provider=provider)
-findings.install(provider)
+findings.install()
 for _ in range(3):
     boto3.client("dynamodb", endpoint_url={url!r}, region_name="us-east-1").list_tables()
 print("done")
@@ -135,7 +135,8 @@ def test_conntrace_report_names_a_file_written_at_exit(server, tmp_path: Path):
     validate(document)
     [finding] = [f for f in document["findings"] if f["id"] == A.FINDING_CLIENT_RECREATED]
     assert finding["evidence"]["connections"] == 2
-    assert document["pid"] != os.getpid()
+    assert [p["pid"] for p in document["processes"]] != [os.getpid()]
+    assert document["made_with"]["processes"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
     for secret in ("testing-session-token", os.environ["AWS_SECRET_ACCESS_KEY"], "Authorization"):
         assert secret not in text

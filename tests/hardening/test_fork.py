@@ -31,7 +31,7 @@ _SCRIPT = textwrap.dedent(
     provider.add_span_processor(BatchSpanProcessor(FileExporter(), schedule_delay_millis=50))
     conntrace.instrument(tracer_provider=provider)
     import urllib3
-    from conntrace.layers import pool
+    from conntrace import ledger
 
     http = urllib3.PoolManager()
     http.request("GET", URL)
@@ -46,7 +46,7 @@ _SCRIPT = textwrap.dedent(
     held = threading.Event()
     release = threading.Event()
     def hold():
-        with pool._lock:
+        with ledger._lock:
             held.set()
             release.wait()
     holder = threading.Thread(target=hold)

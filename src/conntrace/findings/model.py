@@ -1,9 +1,10 @@
 """What the rules look at, and what they report.
 
-An ``Attempt`` is one HTTP attempt as the rules see it, with the ``Setup`` of the connection
-it opened, if any. ``HostStats`` and ``OperationStats`` add attempts up for the whole process,
-per server and per API operation, and keep the first spans that showed each finding. A
-``Finding`` is what a rule reports, with ``SpanRef``s to those spans.
+The rules read the ledger's ``Attempt`` records (with the ``Setup`` of the connection an
+attempt opened, if any); the functions below say what an attempt means to them.
+``HostStats`` and ``OperationStats`` add attempts up for the whole process, per server and
+per call label, and keep the first spans that showed each finding. A ``Finding`` is what a
+rule reports, with ``SpanRef``s to those spans.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from .. import attributes as A
+from ..ledger import Attempt
 
 # Connections opened for these reasons are needed; the others replace one that was lost.
 NEEDED = frozenset({A.REASON_FIRST, A.REASON_POOL_BUSY})
@@ -25,7 +27,7 @@ _SPANS_KEPT = 5
 _IDLE_SAMPLES_KEPT = 10
 
 
-# --- what a finding is ---------------------------------------------------------------------
+# --- what a finding is ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -70,78 +72,30 @@ class Finding:
         }
 
 
-# --- one attempt -----------------------------------------------------------------------------
+# --- one attempt, as the rules read it -----------------------------------------------------------
 
 
-class Setup:
-    """One connection setup beneath an attempt: why it was opened and what each step cost."""
+def replaced(attempt: Attempt) -> bool:
+    """The attempt's connection was opened to replace one that was lost."""
+    return attempt.reason is not None and attempt.reason not in NEEDED
 
-    __slots__ = (
-        "dns_lookups",
-        "dns_ms",
-        "keepalive",
-        "ok",
-        "pool_max_size",
-        "reason",
-        "setup_ms",
-        "tcp_ms",
-        "tls_ms",
+
+def failed(attempt: Attempt) -> bool:
+    if attempt.error_type is None:
+        return False
+    # A 4xx answer is the caller's mistake, not a slow or broken connection
+    # (throttling comes back as a retry and is caught there).
+    return attempt.status is None or attempt.status >= 500 or attempt.status == 429
+
+
+def on_default_timeouts(attempt: Attempt) -> bool:
+    return BOTOCORE_DEFAULT_TIMEOUT_S in (
+        attempt.settings.get(A.AWS_CONNECT_TIMEOUT),
+        attempt.settings.get(A.AWS_READ_TIMEOUT),
     )
 
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self.ok = False
-        self.setup_ms = 0.0
-        self.dns_ms = 0.0
-        self.dns_lookups = 0
-        self.tcp_ms = 0.0
-        self.tls_ms = 0.0
-        self.keepalive: bool | None = None
-        self.pool_max_size = 0
 
-
-@dataclass
-class Attempt:
-    """One HTTP attempt as the rules see it."""
-
-    ref: tuple[int, int]
-    duration_ms: float
-    reused: bool
-    reason: str | None
-    setup: Setup | None
-    resend: int
-    error_type: str | None
-    status: int | None
-    closed_by_server: bool
-    idle_dropped_ms: list[float]
-    label: str
-    settings: Mapping[str, Any]
-    prior_ms: float = 0.0
-    backoff_ms: float = 0.0
-    prior_error: str | None = None
-
-    @property
-    def replaced(self) -> bool:
-        """The connection was opened to replace one that was lost."""
-        return self.reason is not None and self.reason not in NEEDED
-
-    @property
-    def failed(self) -> bool:
-        if self.error_type is None:
-            return False
-        # A 4xx answer is the caller's mistake, not a slow or broken connection
-        # (throttling comes back as a retry and is caught there).
-        return self.status is None or self.status >= 500 or self.status == 429
-
-    @property
-    def on_default_timeouts(self) -> bool:
-        return BOTOCORE_DEFAULT_TIMEOUT_S in (
-            self.settings.get(A.AWS_CONNECT_TIMEOUT),
-            self.settings.get(A.AWS_READ_TIMEOUT),
-        )
-
-
-# --- the whole process, per host and per operation -------------------------------------------
+# --- the whole process, per host and per operation -----------------------------------------------
 
 
 @dataclass(eq=False)
@@ -165,9 +119,14 @@ class HostStats(_Examples):
 
     host: str
     port: int
+    calls: int = 0
     requests: int = 0
     reused: int = 0
+    failed_requests: int = 0
+    failed_connects: int = 0
     request_ms: float = 0.0
+    tcp_ms_all: float = 0.0
+    tls_ms_all: float = 0.0
     opened: Counter[str] = field(default_factory=Counter)
     setup_ms: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     replaced_dns_ms: float = 0.0
@@ -198,6 +157,11 @@ class HostStats(_Examples):
         return max(self.pools, 1 if self.requests else 0)
 
     @property
+    def setup_ms_all(self) -> float:
+        """DNS, TCP and TLS of every connection opened, whatever the reason."""
+        return self.dns_ms + self.tcp_ms_all + self.tls_ms_all
+
+    @property
     def replaced(self) -> int:
         return sum(count for reason, count in self.opened.items() if reason not in NEEDED)
 
@@ -210,6 +174,8 @@ class HostStats(_Examples):
         self.reused += attempt.reused
         self.request_ms += attempt.duration_ms
         self.closed_by_server += attempt.closed_by_server
+        if attempt.error is not None and (attempt.connection is None or not attempt.request_number):
+            self.failed_requests += 1
         for idle in attempt.idle_dropped_ms:
             self.dropped += 1
             if len(self.idle_ms_samples) < _IDLE_SAMPLES_KEPT:
@@ -217,18 +183,21 @@ class HostStats(_Examples):
             self.idle_ms_min = idle if self.idle_ms_min is None else min(self.idle_ms_min, idle)
             self.idle_ms_max = idle if self.idle_ms_max is None else max(self.idle_ms_max, idle)
         setup = attempt.setup
-        if setup is None or setup.reason is None:
+        if setup is None:
             return
         self.dns_lookups += setup.dns_lookups
         self.dns_ms += setup.dns_ms
         self.dns_ms_max = max(self.dns_ms_max, setup.dns_ms)
+        self.tcp_ms_all += setup.tcp_ms
+        self.tls_ms_all += setup.tls_ms
         if setup.keepalive is not None:
             self.keepalive.add(setup.keepalive)
         if not setup.ok:
+            self.failed_connects += 1
             return
         self.opened[setup.reason] += 1
         self.setup_ms[setup.reason] += setup.setup_ms
-        if attempt.replaced:
+        if replaced(attempt):
             self.dns_repeated += setup.dns_lookups
             self.replaced_dns_ms += setup.dns_ms
             self.replaced_tcp_ms += setup.tcp_ms
@@ -285,7 +254,7 @@ class OperationStats(_Examples):
         if attempt.error_type is None:
             self.ok_attempts += 1
             self.ok_ms += attempt.duration_ms
-        if (attempt.failed or attempt.resend) and attempt.on_default_timeouts:
+        if (failed(attempt) or attempt.resend) and on_default_timeouts(attempt):
             self.problems_on_defaults += 1
 
 

@@ -12,7 +12,17 @@ from typing import Any, Callable, Generic, TypeVar
 
 from .. import attributes as A
 from .._durations import PROSE, format_ms
-from .model import BOTOCORE_DEFAULT_TIMEOUT_S, NEEDED, Attempt, HostStats, OperationStats, round_ms
+from ..ledger import Attempt
+from .model import (
+    BOTOCORE_DEFAULT_TIMEOUT_S,
+    NEEDED,
+    HostStats,
+    OperationStats,
+    failed,
+    on_default_timeouts,
+    replaced,
+    round_ms,
+)
 
 # Thresholds. One extra pool is common and fine (two clients for one service); one
 # 'Connection: close' can be a server restarting; one lost connection costs one setup.
@@ -311,7 +321,7 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         A.FINDING_REPEATED_DNS,
         A.SEVERITY_INFO,
         "repeated DNS lookups",
-        concerns=lambda a: a.replaced and a.setup is not None and a.setup.dns_lookups > 0,
+        concerns=lambda a: replaced(a) and a.setup is not None and a.setup.dns_lookups > 0,
         active=lambda h: h.dns_repeated >= REPEATED_DNS_MIN,
         event=lambda a, h: (
             f"{h.host} looked up again ({_duration(a.setup.dns_ms if a.setup else 0.0)}) for a "
@@ -323,7 +333,7 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         A.FINDING_SETUP_SHARE,
         A.SEVERITY_WARNING,
         "connection setup is a large share of request time",
-        concerns=lambda a: a.replaced and a.setup is not None and a.setup.ok,
+        concerns=lambda a: replaced(a) and a.setup is not None and a.setup.ok,
         active=lambda h: (
             h.replaced >= SETUP_SHARE_SETUPS_MIN
             and h.replaced_setup_ms >= SETUP_SHARE_MIN * h.request_ms
@@ -355,7 +365,7 @@ OPERATION_RULES: tuple[Rule[OperationStats], ...] = (
         A.FINDING_DEFAULT_TIMEOUTS,
         A.SEVERITY_INFO,
         "default timeouts on a call that failed",
-        concerns=lambda a: (a.failed or a.resend > 0) and a.on_default_timeouts,
+        concerns=lambda a: (failed(a) or a.resend > 0) and on_default_timeouts(a),
         active=lambda o: o.problems_on_defaults > 0,
         event=lambda a, o: (
             "this call failed or was retried on botocore's default timeouts (connect "
@@ -373,7 +383,8 @@ def fire(rules: tuple[Rule[Any], ...], attempt: Attempt, stats: Any) -> list[tup
     for rule in rules:
         if not rule.concerns(attempt):
             continue
-        stats.keep(rule.id, attempt.ref)
+        if attempt.span_id:
+            stats.keep(rule.id, (attempt.call.trace_id, attempt.span_id))
         if rule.active(stats):
             fired.append((rule.id, rule.severity, rule.event(attempt, stats)))
     return fired

@@ -1,8 +1,8 @@
 """Layer: botocore API calls, in ``BaseClient._make_api_call``.
 
 One CLIENT span per API call, named ``Service.Operation``, carrying the client settings
-that decide latency. Each ``urlopen`` beneath it is one attempt (botocore passes
-``retries=Retry(False)`` and retries itself), so the pool layer counts them here.
+that decide latency. Each ``urlopen`` beneath it is one attempt of the call (botocore
+passes ``retries=Retry(False)`` and retries itself): the pool layer adds them to it.
 
 When ``opentelemetry-instrumentation-botocore`` is active it owns the API span:
 conntrace adds its attributes to that span instead of making a second one.
@@ -13,65 +13,61 @@ from __future__ import annotations
 import socket
 import sys
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .. import _runtime
+from .. import _runtime, ledger
 from .. import attributes as A
 from .._context import current_call
-from .._patching import Patcher
+from ..ledger import Attempt, Call
+
+if TYPE_CHECKING:
+    from .._patching import Patcher
 
 
-class ApiCall:
-    __slots__ = ("attempts", "owned", "pending", "span", "token", "var_token")
+class ApiCall(Call):
+    """One ``_make_api_call``. ``own_span`` is False when OpenTelemetry's botocore hook owns
+    the API span: conntrace's settings then go on that span, and the attempts beneath it."""
+
+    __slots__ = ("otel_span", "own_span", "pending", "request_id", "var_token")
+
+    is_api = True
 
     def __init__(
-        self, span: trace.Span | None, owned: bool, pending: dict[str, Any] | None = None
+        self,
+        label: str,
+        settings: dict[str, Any],
+        otel_span: trace.Span | None = None,
+        pending: dict[str, Any] | None = None,
     ) -> None:
-        self.span = span
-        self.owned = owned
+        super().__init__(label, settings)
+        self.own_span = otel_span is None and pending is None
+        self.otel_span = otel_span
         self.pending = pending
-        self.attempts = 0
-        self.token = otel_context.attach(trace.set_span_in_context(span)) if owned else None
+        self.request_id: str | None = None
         self.var_token = current_call.set(self)
 
-    def enrich_current_span(self) -> None:
-        """Give our settings to the API span that OpenTelemetry's botocore hook opened inside."""
+    def attempt_started(self, attempt: Attempt) -> None:
         if self.pending is None:
             return
-        span = trace.get_current_span()
+        # OpenTelemetry's botocore span opened inside this call: the current one now.
+        span = self.otel_span = trace.get_current_span()
         if span.is_recording():
             span.set_attributes(self.pending)
         self.pending = None
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         current_call.reset(self.var_token)
-        if self.token is not None:
-            otel_context.detach(self.token)
-        span = self.span
-        if span is None:
-            return
-        if not self.owned:
-            if span.is_recording():
-                span.set_attribute(A.AWS_ATTEMPTS, self.attempts)
-            return
-        if span.is_recording():
-            attributes: dict[str, Any] = {A.AWS_ATTEMPTS: self.attempts}
-            response = result if error is None else getattr(error, "response", None)
-            metadata = response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
-            if metadata.get("RequestId"):
-                attributes[A.AWS_REQUEST_ID] = metadata["RequestId"]
-            if metadata.get("HTTPStatusCode"):
-                attributes[A.HTTP_RESPONSE_STATUS_CODE] = metadata["HTTPStatusCode"]
-            if error is not None:
-                attributes[A.ERROR_TYPE] = type(error).__qualname__
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, str(error)))
-            span.set_attributes(attributes)
-        span.end()
+        response = result if error is None else getattr(error, "response", None)
+        metadata = response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
+        self.request_id = metadata.get("RequestId") or None
+        self.status = metadata.get("HTTPStatusCode") or None
+        self.error = error
+        span = self.otel_span
+        if span is not None and span.is_recording():
+            span.set_attribute(A.AWS_ATTEMPTS, len(self.attempts))
+        ledger.call_ended(self)
 
 
 def client_settings(client: Any) -> dict[str, Any]:
@@ -141,22 +137,21 @@ def _otel_botocore_active() -> bool:
 
 def _start_call(instance: Any, args: tuple, kwargs: dict) -> ApiCall:
     operation = args[0] if args else kwargs["operation_name"]
-    settings = client_settings(instance)
+    settings = {**client_settings(instance), A.RPC_METHOD: operation}
+    label = f"{settings[A.RPC_SERVICE]}.{operation}"
     current = trace.get_current_span()
     if _is_api_span(current, operation):
         # OpenTelemetry's botocore span wraps this call: enrich it.
         if current.is_recording():
-            current.set_attributes(settings)
-        return ApiCall(current, owned=False)
-    if _otel_botocore_active():
+            current.set_attributes(client_settings(instance))
+        call = ApiCall(label, settings, otel_span=current)
+    elif _otel_botocore_active():
         # Its span will open inside this call; enrich it at the first attempt.
-        return ApiCall(None, owned=False, pending=settings)
-    span = _runtime.tracer.start_span(
-        f"{settings[A.RPC_SERVICE]}.{operation}",
-        kind=SpanKind.CLIENT,
-        attributes={**settings, A.RPC_METHOD: operation},
-    )
-    return ApiCall(span, owned=True)
+        call = ApiCall(label, settings, pending=client_settings(instance))
+    else:
+        call = ApiCall(label, settings)
+    ledger.call_started(call)
+    return call
 
 
 def apply(patcher: Patcher, client_module: ModuleType) -> None:

@@ -1,10 +1,10 @@
 """Layer: name resolution and TCP connect, beneath ``urllib3.util.connection.create_connection``.
 
 urllib3 resolves with ``socket.getaddrinfo`` and then connects, trying each address in
-turn. ``getaddrinfo`` is wrapped process-wide, but only acts inside a
-``create_connection`` that conntrace watches; every other caller pays one context
-lookup. The TCP span runs from the end of the lookup to the connected socket, so it
-covers every address tried.
+turn. ``getaddrinfo`` is wrapped process-wide, but only records inside a
+``create_connection`` that belongs to a setup conntrace watches; every other caller pays
+one context lookup. The TCP step runs from the end of the lookup to the connected socket,
+so it covers every address tried.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import socket
 import time
 from contextvars import ContextVar
 from types import ModuleType
-from typing import Any, Callable
-
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import _runtime
 from .. import attributes as A
-from .._patching import Patcher
+from .._context import current_setup
+from ..ledger import DNS, TCP, Setup, Step
+
+if TYPE_CHECKING:
+    from .._patching import Patcher
 
 _SOCKET_OPTIONS = (
     (A.SOCKET_KEEPALIVE, socket.SOL_SOCKET, socket.SO_KEEPALIVE),
@@ -29,75 +30,59 @@ _SOCKET_OPTIONS = (
 
 
 class _Connect:
-    """One ``create_connection`` call: a DNS span, then a TCP span."""
+    """One ``create_connection`` call: a DNS step, then a TCP step."""
 
-    __slots__ = ("context", "host", "lookup_ended", "lookup_failed", "port", "started", "token")
+    __slots__ = ("host", "lookup", "port", "setup", "started", "token")
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, setup: Setup, host: str, port: int) -> None:
+        self.setup = setup
         self.host = host
         self.port = port
-        self.context = trace.set_span_in_context(trace.get_current_span())
         self.started = time.time_ns()
-        self.lookup_ended: int | None = None
-        self.lookup_failed = False
+        self.lookup: Step | None = None
         self.token = _resolving.set(self)
 
     def resolved(self, started: int, answers: Any, error: BaseException | None) -> None:
-        self.lookup_ended = time.time_ns()
-        self.lookup_failed = error is not None
-        span = _runtime.tracer.start_span(
-            f"{A.SPAN_DNS} {self.host}",
-            context=self.context,
-            kind=SpanKind.INTERNAL,
-            start_time=started,
-            attributes={A.DNS_QUESTION_NAME: self.host},
-        )
-        if span.is_recording():
-            if error is not None:
-                _fail(span, error)
-            else:
-                span.set_attribute(A.DNS_ANSWERS, _addresses(answers))
-        span.end(end_time=self.lookup_ended)
+        step = self.lookup = Step(DNS, started)
+        step.end_ns = time.time_ns()
+        step.error = error
+        step.details[A.DNS_QUESTION_NAME] = self.host
+        if error is None:
+            step.details[A.DNS_ANSWERS] = _addresses(answers)
+        self.setup.steps.append(step)
 
     def finish(self, sock: Any, error: BaseException | None) -> None:
         _resolving.reset(self.token)
-        if self.lookup_failed:
+        lookup = self.lookup
+        if lookup is not None and lookup.error is not None:
             return
-        span = _runtime.tracer.start_span(
-            f"{A.SPAN_CONNECT} {self.host}:{self.port}",
-            context=self.context,
-            kind=SpanKind.INTERNAL,
-            start_time=self.lookup_ended or self.started,
-            attributes={A.NETWORK_TRANSPORT: "tcp"},
-        )
-        if span.is_recording():
-            if error is not None:
-                span.set_attributes({A.SERVER_ADDRESS: self.host, A.SERVER_PORT: self.port})
-                _fail(span, error)
-            else:
-                span.set_attributes(_describe(sock))
-        span.end()
+        step = Step(TCP, lookup.end_ns if lookup is not None else self.started)
+        step.end_ns = time.time_ns()
+        step.error = error
+        if error is None:
+            step.details.update(_describe(sock))
+        else:
+            step.details.update(
+                {A.NETWORK_TRANSPORT: "tcp", A.SERVER_ADDRESS: self.host, A.SERVER_PORT: self.port}
+            )
+        self.setup.steps.append(step)
 
 
 _resolving: ContextVar[_Connect | None] = ContextVar("conntrace_resolving", default=None)
 
 
-def _fail(span: trace.Span, error: BaseException) -> None:
-    span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
-    span.set_status(Status(StatusCode.ERROR, str(error)))
-
-
-def _addresses(answers: Any) -> list[str]:
+def _addresses(answers: Any) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for *_, sockaddr in answers:
         seen.setdefault(str(sockaddr[0]), None)
-    return list(seen)
+    return tuple(seen)
 
 
 def _describe(sock: socket.socket) -> dict[str, Any]:
     peer = sock.getpeername()
     local = sock.getsockname()
     described: dict[str, Any] = {
+        A.NETWORK_TRANSPORT: "tcp",
         A.NETWORK_PEER_ADDRESS: peer[0],
         A.NETWORK_PEER_PORT: peer[1],
         A.NETWORK_LOCAL_ADDRESS: local[0],
@@ -109,14 +94,17 @@ def _describe(sock: socket.socket) -> dict[str, Any]:
     return described
 
 
-def _start_connect(instance: Any, args: tuple, kwargs: dict) -> _Connect:
+def _start_connect(instance: Any, args: tuple, kwargs: dict) -> _Connect | None:
+    setup = current_setup.get()
+    if setup is None:
+        return None
     address = args[0] if args else kwargs["address"]
-    return _Connect(str(address[0]), int(address[1]))
+    return _Connect(setup, str(address[0]), int(address[1]))
 
 
 def _getaddrinfo(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
     connect = _resolving.get()
-    if connect is None or connect.lookup_ended is not None or not _runtime.active:
+    if connect is None or connect.lookup is not None or not _runtime.active:
         return wrapped(*args, **kwargs)
     started = time.time_ns()
     try:

@@ -5,14 +5,12 @@ import os
 import sys
 
 import urllib3
-from opentelemetry import trace
 
-from conntrace import config, sdk
+from conntrace import config, ledger, sdk
 
 first = sdk.current()
 again = sdk.start(config.load_config(os.environ))
 importlib.import_module("conntrace.bootstrap.sitecustomize")
-processors = trace.get_tracer_provider()._active_span_processor._span_processors
-views = [p for p in processors if type(p).__name__ == "ConsoleView"]
+views = [sink for sink in ledger.sinks if type(sink).__name__ == "ConsoleView"]
 print(f"same session: {first is again is sdk.current()}; console views: {len(views)}", flush=True)
 urllib3.PoolManager().request("GET", sys.argv[1])

@@ -1,0 +1,600 @@
+"""The connection ledger: what the hooks saw, as typed records, and who reads them.
+
+Every layer (``layers/``) records here as things happen, whether or not a span is live and
+whatever the trace sampler decides: a pool was created, a connection checked out (reused,
+or new and why), a request went out on it, it came back to the pool (kept, discarded
+because the pool was full, broken), a connection was set up (DNS, TCP, TLS) or closed, an
+attempt or a call ended. The records are small slotted objects that live as long as the
+connection, attempt or call they describe.
+
+Everything a user reads is a view of these records, fed through the ``Sink`` protocol:
+the findings and per-host counts (``findings.Diagnosis``), OpenTelemetry spans
+(``spans.SpanView``), the terminal view, the metrics, the JSON report and the pytest
+recorder. A layer that records the same facts gets all of them.
+
+Hooks record and return: the ledger keeps the few counters that must be exact at the
+moment they change (connections checked out now, and their peak, per pool) and hands
+finished records to the sinks; computing views is the sinks' business.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import attributes as A
+from ._context import current_attempt, current_call
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import SpanContext
+
+Server = tuple[str, int]
+
+# How a connection came back to its pool.
+KEPT, DISCARDED, BROKEN = "kept", "discarded", "broken"
+
+
+def default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+class Pool:
+    """One connection pool: a urllib3 ``HTTPConnectionPool`` (one host, one scheme)."""
+
+    __slots__ = (
+        "checked_out",
+        "discards_pending",
+        "errors_pending",
+        "host",
+        "max_size",
+        "number",
+        "objects",
+        "peak",
+        "pending",
+        "port",
+        "scheme",
+    )
+
+    def __init__(self, scheme: str, host: str, port: int | None, max_size: int) -> None:
+        self.scheme = scheme
+        self.host = host
+        self.port: int = port or default_port(scheme)
+        self.max_size = max_size
+        # This pool is the nth for its scheme, host and port in this process (0: unknown,
+        # a pool made before conntrace was switched on).
+        self.number = 0
+        # Connection objects made, and the slots that errors and discards put back: they
+        # tell why the pool needs a new connection (``reason_for_new_object``).
+        self.objects = 0
+        self.errors_pending = 0
+        self.discards_pending = 0
+        self.checked_out = 0
+        self.peak = 0
+        # Events that happened when no attempt or call of this pool was in progress (a
+        # connection discarded after a body read outside urlopen): its next attempt shows them.
+        self.pending: list[Event] = []
+
+    @property
+    def server(self) -> Server:
+        return self.host, self.port
+
+    def reason_for_new_object(self) -> str:
+        # urllib3's pool queue is LIFO: pooled connections sit above empty slots, and the
+        # empty slots that errors put back sit above the initial ones. So when urllib3
+        # builds a new connection object, every pooled connection was checked out, and an
+        # error slot, if there is one, is the slot it took.
+        with _lock:
+            self.objects += 1
+            if self.errors_pending:
+                self.errors_pending -= 1
+                return A.REASON_ERROR
+            if self.objects == 1:
+                return A.REASON_NEW_POOL if self.number > 1 else A.REASON_FIRST
+            if self.discards_pending:
+                self.discards_pending -= 1
+                return A.REASON_POOL_DISCARDED
+            return A.REASON_POOL_BUSY
+
+
+class Connection:
+    """One connection object of a pool; it carries a new TCP connection after each setup."""
+
+    __slots__ = (
+        "__weakref__",
+        "checked_out",
+        "connected_once",
+        "id",
+        "open",
+        "opened_ns",
+        "pending_reason",
+        "pool",
+        "released_ns",
+        "requests",
+        "server_closed",
+        "setup_context",
+    )
+
+    def __init__(self, pool: Pool | None) -> None:
+        self.pool = pool
+        self.id: int | None = None
+        self.opened_ns = 0
+        self.released_ns: int | None = None
+        self.requests = 0
+        self.open = False
+        self.checked_out = False
+        self.connected_once = False
+        self.server_closed = False
+        self.pending_reason: str | None = None
+        # The span context of the setup that opened it, when that was traced: reused
+        # attempts link to it.
+        self.setup_context: SpanContext | None = None
+
+    def reason_for_reconnect(self) -> str:
+        return A.REASON_SERVER_CLOSED if self.server_closed else A.REASON_STALE
+
+
+class Step:
+    """One step of a connection setup: a DNS lookup, a TCP connect, a TLS handshake."""
+
+    __slots__ = ("details", "end_ns", "error", "name", "start_ns")
+
+    def __init__(self, name: str, start_ns: int) -> None:
+        self.name = name
+        self.start_ns = start_ns
+        self.end_ns = start_ns
+        self.error: BaseException | None = None
+        # Span attributes as the step saw them (answers, peer address, TLS version...).
+        self.details: dict[str, Any] = {}
+
+    @property
+    def ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+class Setup:
+    """Opening one TCP connection: why, and each step with what it cost."""
+
+    __slots__ = (
+        "connection_id",
+        "end_ns",
+        "error",
+        "host",
+        "max_size",
+        "port",
+        "reason",
+        "span_id",
+        "start_ns",
+        "steps",
+    )
+
+    def __init__(self, host: str, port: int, reason: str, max_size: int, start_ns: int) -> None:
+        self.host = host
+        self.port = port
+        self.reason = reason
+        self.max_size = max_size
+        self.start_ns = start_ns
+        self.end_ns = start_ns
+        self.error: BaseException | None = None
+        self.connection_id: int | None = None
+        self.steps: list[Step] = []
+        self.span_id = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.connection_id is not None
+
+    @property
+    def setup_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+    def _ms(self, name: str) -> float:
+        return sum(step.ms for step in self.steps if step.name == name)
+
+    @property
+    def dns_ms(self) -> float:
+        return self._ms(DNS)
+
+    @property
+    def tcp_ms(self) -> float:
+        return self._ms(TCP)
+
+    @property
+    def tls_ms(self) -> float:
+        return self._ms(TLS)
+
+    @property
+    def dns_lookups(self) -> int:
+        return sum(1 for step in self.steps if step.name == DNS)
+
+    @property
+    def keepalive(self) -> bool | None:
+        for step in self.steps:
+            if step.name == TCP and A.SOCKET_KEEPALIVE in step.details:
+                return bool(step.details[A.SOCKET_KEEPALIVE])
+        return None
+
+
+DNS, TCP, TLS = "dns", "tcp", "tls"
+
+
+class Event:
+    """Something that happened to a pool or connection, shown on the span of the moment."""
+
+    __slots__ = ("attributes", "name", "time_ns")
+
+    def __init__(self, name: str, attributes: dict[str, Any]) -> None:
+        self.name = name
+        self.time_ns = time.time_ns()
+        self.attributes = attributes
+
+
+class Call:
+    """One call of the program into a client library, with its HTTP attempts.
+
+    An API call (``ApiCall`` in the botocore layer) when an SDK made the requests; otherwise
+    one ``urlopen`` of urllib3 (requests, plain urllib3), whose retries and redirects are
+    its further attempts. ``span`` holds what the span view allocated for it.
+    """
+
+    __slots__ = (
+        "attempts",
+        "end_ns",
+        "error",
+        "events",
+        "label",
+        "parent",
+        "sampled",
+        "settings",
+        "span_id",
+        "start_ns",
+        "status",
+        "trace_id",
+    )
+
+    # An API call made by an SDK (its settings and words of advice are the SDK's); with
+    # ``own_span``, conntrace makes its span. An HTTP call is only the group of its attempts.
+    is_api = False
+    own_span = False
+
+    def __init__(self, label: str, settings: dict[str, Any]) -> None:
+        self.label = label
+        self.settings = settings
+        self.start_ns = time.time_ns()
+        self.end_ns = 0
+        self.attempts: list[Attempt] = []
+        self.events: list[Event] = []
+        self.error: BaseException | None = None
+        self.status: int | None = None
+        # Filled by the span view: the parent span, sampled or not (None: not decided), ids.
+        self.parent: SpanContext | None = None
+        self.sampled: bool | None = None
+        self.trace_id = 0
+        self.span_id = 0
+
+    def attempt_started(self, attempt: Attempt) -> None:
+        """Told of each attempt as it starts (the botocore layer enriches its API span)."""
+
+
+class Attempt:
+    """One HTTP request/response exchange on one connection."""
+
+    __slots__ = (
+        "age_ms",
+        "call",
+        "closed_by_server",
+        "connection",
+        "end_ns",
+        "ended",
+        "error",
+        "events",
+        "exchanged",
+        "idle_dropped_ms",
+        "idle_ms",
+        "method",
+        "pool",
+        "reason",
+        "request_number",
+        "resend",
+        "reused",
+        "setup",
+        "span_id",
+        "start_ns",
+        "status",
+        "url",
+        "wait_ms",
+    )
+
+    def __init__(self, call: Call, pool: Pool, method: str, url: str) -> None:
+        self.call = call
+        self.pool = pool
+        self.method = method
+        self.url = url
+        self.resend = len(call.attempts)
+        self.start_ns = time.time_ns()
+        self.end_ns = 0
+        self.ended = False
+        self.connection: Connection | None = None
+        self.reused = False
+        self.reason: str | None = None
+        self.setup: Setup | None = None
+        self.idle_ms: float | None = None
+        self.wait_ms: float | None = None
+        self.request_number = 0
+        self.age_ms: float | None = None
+        self.status: int | None = None
+        self.error: BaseException | None = None
+        self.exchanged = False
+        self.closed_by_server = False
+        self.idle_dropped_ms: list[float] = []
+        self.events: list[Event] = []
+        self.span_id = 0
+
+    # --- as the rules read it --------------------------------------------------------------
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+    @property
+    def error_type(self) -> str | None:
+        if self.error is not None:
+            return type(self.error).__qualname__
+        if self.status is not None and self.status >= 400:
+            return str(self.status)
+        return None
+
+    @property
+    def label(self) -> str:
+        return self.call.label
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.call.settings
+
+    @property
+    def previous(self) -> Attempt | None:
+        return self.call.attempts[self.resend - 1] if self.resend else None
+
+    @property
+    def prior_ms(self) -> float:
+        """Time spent in this call's earlier attempts."""
+        return sum(earlier.duration_ms for earlier in self.call.attempts[: self.resend])
+
+    @property
+    def backoff_ms(self) -> float:
+        """Time between the end of the previous attempt and the start of this one."""
+        previous = self.previous
+        return max(self.start_ns - previous.end_ns, 0) / 1e6 if previous is not None else 0.0
+
+    @property
+    def prior_error(self) -> str | None:
+        previous = self.previous
+        return previous.error_type if previous is not None else None
+
+
+class Sink(Protocol):
+    """A reader of the ledger. Each method is called as the fact happens, on the thread
+    that saw it; a sink keeps its own lock. ``None`` pools mean "not known"."""
+
+    def pool_created(self, pool: Pool) -> None: ...
+
+    def checked_out(self, pool: Pool) -> None: ...
+
+    def returned(self, pool: Pool, connection: Connection | None, how: str) -> None: ...
+
+    def connection_opened(self, setup: Setup, pool: Pool | None) -> None: ...
+
+    def connection_closed(self, connection: Connection, closed_ns: int) -> None: ...
+
+    def attempt_ended(self, attempt: Attempt) -> None: ...
+
+    def call_started(self, call: Call) -> None: ...
+
+    def call_ended(self, call: Call) -> None: ...
+
+
+class BaseSink:
+    """A sink that ignores every fact; readers override what they use."""
+
+    def pool_created(self, pool: Pool) -> None:
+        pass
+
+    def checked_out(self, pool: Pool) -> None:
+        pass
+
+    def returned(self, pool: Pool, connection: Connection | None, how: str) -> None:
+        pass
+
+    def connection_opened(self, setup: Setup, pool: Pool | None) -> None:
+        pass
+
+    def connection_closed(self, connection: Connection, closed_ns: int) -> None:
+        pass
+
+    def attempt_ended(self, attempt: Attempt) -> None:
+        pass
+
+    def call_started(self, call: Call) -> None:
+        pass
+
+    def call_ended(self, call: Call) -> None:
+        pass
+
+
+# --- the ledger's own state ----------------------------------------------------------------------
+
+# One lock for the counters that must be exact: pool numbering, checked-out counts, connection
+# ids. Each use is a few bytecodes long.
+_lock = threading.Lock()
+_pools_per_server: dict[tuple[str, str, int], int] = {}
+_next_connection_id = 0
+# Every connection that opened, while its connection object lives: for the open-connections gauge.
+_connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+sinks: tuple[Sink, ...] = ()
+
+
+def open_connections() -> list[Connection]:
+    """The TCP connections open now, checked out (``checked_out``) or idle in a pool."""
+    return [connection for connection in list(_connections) if connection.open]
+
+
+def add_sink(sink: Sink, first: bool = False) -> None:
+    """Feed ``sink`` from now on; ``first`` puts it before the others (the diagnosis must
+    see an attempt before the span view builds its call)."""
+    global sinks
+    with _lock:
+        if sink not in sinks:
+            sinks = (sink, *sinks) if first else (*sinks, sink)
+
+
+def remove_sink(sink: Sink) -> None:
+    global sinks
+    with _lock:
+        sinks = tuple(known for known in sinks if known is not sink)
+
+
+def reset() -> None:
+    """Forget which servers had pools (conntrace switched off, or a forked child)."""
+    global _next_connection_id
+    with _lock:
+        _pools_per_server.clear()
+        _next_connection_id = 0
+
+
+def _renew_lock_in_child() -> None:
+    # A fork while another thread held the lock would leave the child's copy held for ever.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_renew_lock_in_child)
+
+
+def _report_error(where: str) -> None:
+    from ._runtime import report_internal_error
+
+    report_internal_error(where)
+
+
+# --- facts ---------------------------------------------------------------------------------------
+
+
+def pool_created(pool: Pool) -> None:
+    with _lock:
+        key = (pool.scheme, pool.host, pool.port)
+        pool.number = _pools_per_server.get(key, 0) + 1
+        _pools_per_server[key] = pool.number
+    for sink in sinks:
+        try:
+            sink.pool_created(pool)
+        except Exception:
+            _report_error("ledger.pool_created")
+
+
+def checked_out(pool: Pool, connection: Connection) -> None:
+    connection.checked_out = True
+    with _lock:
+        pool.checked_out += 1
+        if pool.checked_out > pool.peak:
+            pool.peak = pool.checked_out
+    for sink in sinks:
+        try:
+            sink.checked_out(pool)
+        except Exception:
+            _report_error("ledger.checked_out")
+
+
+def returned(pool: Pool, connection: Connection | None, how: str) -> None:
+    """A checked-out connection came back (``connection`` None: an error broke it)."""
+    with _lock:
+        if connection is None or connection.checked_out:
+            pool.checked_out = max(pool.checked_out - 1, 0)
+        if how == BROKEN:
+            pool.errors_pending += 1
+        elif how == DISCARDED:
+            pool.discards_pending += 1
+    if connection is not None:
+        connection.checked_out = False
+    for sink in sinks:
+        try:
+            sink.returned(pool, connection, how)
+        except Exception:
+            _report_error("ledger.returned")
+
+
+def connection_opened(setup: Setup, connection: Connection) -> None:
+    """A setup ended: ``connection`` carries a new TCP connection, unless it failed."""
+    global _next_connection_id
+    if setup.error is None:
+        with _lock:
+            _next_connection_id += 1
+            setup.connection_id = _next_connection_id
+        connection.id = setup.connection_id
+        connection.opened_ns = setup.end_ns
+        connection.requests = 0
+        connection.open = connection.connected_once = True
+        connection.server_closed = False
+        _connections.add(connection)
+    else:
+        connection.open = False
+    for sink in sinks:
+        try:
+            sink.connection_opened(setup, connection.pool)
+        except Exception:
+            _report_error("ledger.connection_opened")
+
+
+def connection_closed(connection: Connection) -> None:
+    connection.open = False
+    closed_ns = time.time_ns()
+    for sink in sinks:
+        try:
+            sink.connection_closed(connection, closed_ns)
+        except Exception:
+            _report_error("ledger.connection_closed")
+
+
+def place_event(event: Event, pool: Pool) -> None:
+    """Put a pool event on what is in progress: the attempt, else its call, else the pool's
+    next attempt; never dropped."""
+    attempt = current_attempt.get()
+    if attempt is not None and not attempt.ended:
+        attempt.events.append(event)
+        return
+    call = current_call.get()
+    if call is not None and call.is_api and not call.end_ns:
+        call.events.append(event)
+        return
+    pool.pending.append(event)
+
+
+def call_started(call: Call) -> None:
+    for sink in sinks:
+        try:
+            sink.call_started(call)
+        except Exception:
+            _report_error("ledger.call_started")
+
+
+def attempt_ended(attempt: Attempt) -> None:
+    attempt.ended = True
+    if not attempt.end_ns:
+        attempt.end_ns = time.time_ns()
+    for sink in sinks:
+        try:
+            sink.attempt_ended(attempt)
+        except Exception:
+            _report_error("ledger.attempt_ended")
+
+
+def call_ended(call: Call) -> None:
+    call.end_ns = time.time_ns()
+    for sink in sinks:
+        try:
+            sink.call_ended(call)
+        except Exception:
+            _report_error("ledger.call_ended")
