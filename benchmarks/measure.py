@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,24 +21,57 @@ class Worker(ChildProcess):
         target: scenarios.Target,
         warmup: int,
         otlp: str | None = None,
+        report: str | None = None,
+        count_calls: bool = False,
     ) -> None:
         self.variant = variant
+        self.report = report
         options = [scenario, variant, "--http-port", str(target.http_port), "--warmup", str(warmup)]
         if target.https_port is not None and target.ca_file is not None:
             options += ["--https-port", str(target.https_port), "--ca-file", target.ca_file]
         if otlp is not None:
             options += ["--otlp", otlp]
+        if report is not None:
+            options += ["--report", report]
+        if count_calls:
+            options.append("--count-calls")
         super().__init__("benchmarks.worker", *options)
+        # The process's CPU time when it was first told to run, and the calls made since.
+        self.first_cpu_ns: int | None = None
+        self.calls = 0
 
     def run(self, calls: int) -> dict[str, float]:
         """Per call, over ``calls`` calls: seconds (``wall``), seconds of CPU of the process
         (``cpu``) and seconds in the garbage collector (``gc``)."""
         answer = self.ask(f"run {calls}")
+        if self.first_cpu_ns is None:
+            self.first_cpu_ns = answer["process_cpu_ns"] - answer["cpu_ns"]
+        self.calls += calls
         return {
             "wall": answer["ns"] / calls / 1e9,
             "cpu": answer["cpu_ns"] / calls / 1e9,
             "gc": answer["gc_ns"] / calls / 1e9,
         }
+
+    def finish(self) -> dict[str, Any]:
+        """Flush the spans still queued, and sum up: spans exported (None when they left the
+        process), and the whole process's CPU time per call from the first timed call to
+        the end of this flush, every thread and the export of every span included."""
+        answer = self.ask("flush")
+        whole = None
+        if self.first_cpu_ns is not None and self.calls:
+            whole = (answer["process_cpu_ns"] - self.first_cpu_ns) / self.calls / 1e9
+        return {"spans": answer["spans"], "flushed": answer["flushed"], "whole_cpu": whole}
+
+
+def report_totals(path: str) -> dict[str, Any] | None:
+    """The totals of the report conntrace wrote at exit (None: no report was written)."""
+    try:
+        with open(path) as file:
+            found: dict[str, Any] = json.load(file)["totals"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return found
 
 
 def interleaved(

@@ -31,6 +31,7 @@ from pathlib import Path
 from . import scenarios, variants
 from .certificates import Certificates
 from .child import ROOT
+from .receiver import ReceiverProcess
 from .server import ServerProcess
 
 CONNTRACE_SOURCE = str(Path(__file__).resolve().parents[1] / "src" / "conntrace")
@@ -161,23 +162,30 @@ def inner(argv: list[str]) -> None:
     parser.add_argument("--https-port", type=int)
     parser.add_argument("--ca-file")
     parser.add_argument("--calls", type=int, required=True)
+    parser.add_argument("--otlp")
+    parser.add_argument("--report")
     args = parser.parse_args(argv)
     os.environ.update(scenarios.AWS_ENVIRONMENT)
-    exporter = variants.CountingExporter()
-    provider = variants.tracer_provider(exporter, sampled=args.variant != variants.UNSAMPLED)
-    variants.enable(args.variant, provider, botocore=args.scenario == scenarios.BOTOCORE)
+    # Set up as the benchmark suite's workers are (variants.py): as conntrace-run does.
+    setup = variants.enable(
+        args.variant,
+        botocore=args.scenario == scenarios.BOTOCORE,
+        report=args.report,
+        otlp_endpoint=args.otlp,
+    )
     target = scenarios.Target(args.http_port, args.https_port, args.ca_file)
     operation = scenarios.build(args.scenario, target)
     _measured_loop(operation, 200)
     _measured_loop(operation, args.calls)
-    provider.shutdown()
+    setup.flush()
+    setup.shutdown()
 
 
 def record(scenario: str, variant: str, calls: int, rate: int) -> Profile:
     """Run ``calls`` calls of ``scenario`` under py-spy and analyse the samples."""
     with tempfile.TemporaryDirectory() as directory, Certificates(directory) as certificates:
         options = ["--tls-cert", certificates.cert_file, "--tls-key", certificates.key_file]
-        with ServerProcess(*options) as server:
+        with ServerProcess(*options) as server, ReceiverProcess() as receiver:
             output = os.path.join(directory, "samples.txt")
             command = [
                 os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
@@ -186,6 +194,7 @@ def record(scenario: str, variant: str, calls: int, rate: int) -> Profile:
                 sys.executable, "-m", "benchmarks.profile", "--inner", scenario, variant,
                 "--http-port", str(server.http_port), "--https-port", str(server.https_port),
                 "--ca-file", certificates.ca_file, "--calls", str(calls),
+                "--otlp", receiver.endpoint, "--report", os.path.join(directory, "report.json"),
             ]  # fmt: skip
             subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
             with open(output) as samples:
@@ -206,7 +215,7 @@ def count_calls(scenario: str, variant: str, calls: int, top: int) -> str:
             target = scenarios.Target(server.http_port, server.https_port, certificates.ca_file)
             operation = scenarios.build(scenario, target)
             provider = variants.tracer_provider(
-                variants.CountingExporter(), sampled=variant != variants.UNSAMPLED
+                variants.CountingExporter(), sampled=variant != variants.DIAGNOSIS
             )
 
             def counted() -> dict[tuple[str, int, str], int]:
@@ -250,8 +259,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", action="store_true", help="count calls instead (cProfile)")
     args = parser.parse_args(argv)
     if args.count:
-        if args.variant not in (variants.CONNTRACE, variants.UNSAMPLED):
-            parser.error("--count compares conntrace on and off: --variant conntrace[_unsampled]")
+        if args.variant not in (variants.CONNTRACE, variants.DIAGNOSIS):
+            parser.error(
+                "--count compares conntrace on and off: --variant conntrace or "
+                "conntrace_diagnosis (conntrace.instrument() with a sampler that keeps nothing)"
+            )
         print(count_calls(args.scenario, args.variant, min(args.calls, 2000), args.top))
         return
     print(record(args.scenario, args.variant, args.calls, args.rate).report(args.top))

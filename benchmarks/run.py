@@ -1,4 +1,4 @@
-"""Run conntrace's benchmark suite: ``/work/venv/bin/python benchmarks/run.py [--quick]``.
+"""Run conntrace's benchmark suite: ``.venv/bin/python benchmarks/run.py [--quick]``.
 
 See ``benchmarks/suite.py`` for what is measured and ``--help`` for the options.
 """

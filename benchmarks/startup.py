@@ -1,22 +1,29 @@
-"""Start-up: how much later ``import boto3`` is done under each launcher.
+"""Start-up: how much later a program that makes one traced call is done, under each launcher.
 
-Three commands, run in interleaved rounds, each timed from spawn to exit:
+The program imports boto3 and makes one DynamoDB ``GetItem`` call to the local benchmark
+server, so that everything a tracer defers to the first call (conntrace imports its
+hooks' modules and the OTLP exporter when they are first needed) is paid, and the spans
+of that call are sent at exit. Three commands, run in interleaved rounds, each timed from
+spawn to exit:
 
-* ``python -c "import boto3"``
-* ``conntrace-run python -c "import boto3"``
-* ``opentelemetry-instrument python -c "import boto3"``: the distro, the botocore and
-  urllib3 instrumentations (all installed beside it) and the OTLP span exporter.
+* ``python -c PROGRAM``
+* ``conntrace-run --report PATH python -c PROGRAM``
+* ``opentelemetry-instrument python -c PROGRAM``: the distro, the botocore and urllib3
+  instrumentations (all installed beside it) and the OTLP span exporter.
 
-Both tracers export spans over OTLP/gRPC to 127.0.0.1 (nothing is sent: importing makes
-no call); metrics and logs exporters are off for both, which is conntrace's default and
+Both tracers export spans over OTLP/gRPC to the counting receiver (another process, on
+127.0.0.1); metrics and logs exporters are off for both, which is conntrace's default and
 OpenTelemetry's cheapest setting. conntrace also registers itself as an OpenTelemetry
 instrumentor, so it is disabled in the ``opentelemetry-instrument`` run.
 
-``-X importtime`` runs, once per traced command, say which modules the extra time goes to.
+Each command is run once more to check that it traces what it claims (spans reaching the
+receiver, conntrace's report), and ``-X importtime`` runs, once per traced command, say
+which modules the extra time goes to.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -26,9 +33,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import variants
+from .receiver import ReceiverProcess
 
-PROGRAM = "import boto3"
-# Run after the import, once per command: does it run traced as it claims?
+DESCRIPTION = "import boto3; one DynamoDB GetItem to a local server"
+_PROGRAM = (
+    "import boto3; boto3.client('dynamodb', endpoint_url='http://127.0.0.1:{port}', "
+    "region_name='us-east-1').get_item(TableName='benchmark', Key={{'id': {{'S': '1'}}}})"
+)
+# Run after the program, once per command: does it run traced as it claims?
 _CHECKS = {
     variants.PLAIN: "print('untraced')",
     variants.CONNTRACE: "import conntrace; print(conntrace.is_instrumented())",
@@ -38,17 +50,24 @@ _CHECKS = {
     ),
 }
 _EXPECTED = {variants.PLAIN: "untraced", variants.CONNTRACE: "True", variants.OTEL: "True"}
+# Spans each command's one call sends: conntrace's API call and HTTP request spans;
+# OpenTelemetry's botocore span (its urllib3 span is suppressed beneath it).
+_SPANS = {variants.PLAIN: 0, variants.CONNTRACE: 2, variants.OTEL: 1}
+
+
+def program(http_port: int) -> str:
+    return _PROGRAM.format(port=http_port)
 
 
 def _script(name: str) -> str:
     return os.path.join(os.path.dirname(sys.executable), name)
 
 
-def commands(program: str = PROGRAM) -> dict[str, list[str]]:
+def commands(program: str, report: str) -> dict[str, list[str]]:
     python = sys.executable
     return {
         variants.PLAIN: [python, "-c", program],
-        variants.CONNTRACE: [_script("conntrace-run"), python, "-c", program],
+        variants.CONNTRACE: [_script("conntrace-run"), "--report", report, python, "-c", program],
         variants.OTEL: [_script("opentelemetry-instrument"), python, "-c", program],
     }
 
@@ -90,24 +109,52 @@ def _timed(command: list[str], env: Mapping[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def check(env: Mapping[str, str]) -> dict[str, bool]:
-    """Whether each command really runs traced (or untraced) as it claims."""
-    outcome = {}
-    for name, program in _CHECKS.items():
-        command = commands(f"{PROGRAM}; {program}")[name]
+def check(
+    env: Mapping[str, str], program: str, report: str, receiver: ReceiverProcess
+) -> dict[str, Any]:
+    """Whether each command really runs traced (or untraced) as it claims: what it prints,
+    the spans the receiver gets from it, and (conntrace) the requests its report counts."""
+    outcome: dict[str, Any] = {}
+    for name, checked in _CHECKS.items():
+        with_check = f"{program}; {checked}"
+        command = commands(with_check, report)[name]
+        if os.path.exists(report):
+            os.unlink(report)
+        before = receiver.count()["spans"]
         done = subprocess.run(command, env=env, capture_output=True, text=True)
+        spans = receiver.count()["spans"] - before
         lines = done.stdout.strip().splitlines()
-        outcome[name] = done.returncode == 0 and lines[-1:] == [_EXPECTED[name]]
+        printed = done.returncode == 0 and lines[-1:] == [_EXPECTED[name]]
+        outcome[name] = {
+            "ok": printed and spans >= _SPANS[name] and (spans == 0) == (_SPANS[name] == 0),
+            "spans_received": spans,
+        }
+        if name == variants.CONNTRACE:
+            requests = _reported_requests(report)
+            outcome[name]["report_requests"] = requests
+            outcome[name]["ok"] = outcome[name]["ok"] and requests == 1
+        if not outcome[name]["ok"]:
+            outcome[name]["stderr"] = done.stderr[-2000:]
     return outcome
 
 
-def import_breakdown(env: Mapping[str, str], top: int = 8) -> dict[str, dict[str, float]]:
-    """Per traced command: the modules it imports that plain ``import boto3`` does not,
+def _reported_requests(path: str) -> int | None:
+    try:
+        with open(path) as file:
+            return int(json.load(file)["totals"]["requests"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def import_breakdown(
+    env: Mapping[str, str], program: str, report: str, top: int = 8
+) -> dict[str, dict[str, float]]:
+    """Per traced command: the modules it imports that the plain program does not,
     grouped by top-level package, in ms of their own import time (``-X importtime``, in
     the launcher's process as well as the program's)."""
     timed = {}
     profiled = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
-    for name, command in commands().items():
+    for name, command in commands(program, report).items():
         done = subprocess.run(command, env=profiled, check=True, capture_output=True, text=True)
         timed[name] = _own_import_times(done.stderr)
     plain = timed.pop(variants.PLAIN)
@@ -136,9 +183,13 @@ def _own_import_times(stderr: str) -> dict[str, int]:
     return modules
 
 
-def measure(rounds: int, otlp_endpoint: str) -> dict[str, Any]:
-    env = environment(otlp_endpoint)
-    runs = commands()
+def measure(
+    rounds: int, receiver: ReceiverProcess, http_port: int, directory: str
+) -> dict[str, Any]:
+    env = environment(receiver.endpoint)
+    code = program(http_port)
+    report = os.path.join(directory, "report-startup.json")
+    runs = commands(code, report)
     # Once each, untimed: fills the page cache and writes .pyc files.
     for command in runs.values():
         subprocess.run(command, env=env, check=True, capture_output=True)
@@ -152,13 +203,14 @@ def measure(rounds: int, otlp_endpoint: str) -> dict[str, Any]:
     base = medians[variants.PLAIN]
     added = {name: medians[name] - base for name in runs}
     return {
-        "program": PROGRAM,
+        "program": code,
+        "description": DESCRIPTION,
         "median_ms": {name: value * 1000 for name, value in medians.items()},
         "added_ms": {name: value * 1000 for name, value in added.items()},
         "conntrace_share_of_otel_added": (
             added[variants.CONNTRACE] / added[variants.OTEL] if added[variants.OTEL] else None
         ),
         "rounds_ms": {name: [v * 1000 for v in values] for name, values in samples.items()},
-        "checked": check(env),
-        "extra_imports_ms": import_breakdown(env),
+        "checked": check(env, code, report, receiver),
+        "extra_imports_ms": import_breakdown(env, code, report),
     }

@@ -1,22 +1,27 @@
 """conntrace's benchmark suite, side by side in one run.
 
-    /work/venv/bin/python benchmarks/run.py            # the full run (a few minutes)
-    /work/venv/bin/python benchmarks/run.py --quick    # a short run while developing
+    .venv/bin/python benchmarks/run.py            # the full run (about 6 minutes)
+    .venv/bin/python benchmarks/run.py --quick    # a short run while developing
 
 What it measures (the issue's targets are checked in ``report.py``):
 
 * ``server``: the local benchmark server alone (raw-socket client, one keep-alive
   connection), so that it is known not to be the bottleneck.
 * ``botocore``, ``urllib3``, ``https_new``: the time per call of one operation, in one
-  worker process per variant (``variants.py``), driven in interleaved rounds; medians,
-  ratios to the untraced worker of the same run, time in the garbage collector, spans
-  per call.
-* ``startup``: ``import boto3`` under ``conntrace-run`` and ``opentelemetry-instrument``.
+  worker process per variant (``variants.py``: conntrace set up exactly as
+  ``conntrace-run`` sets it up, through ``conntrace.sdk.start``), driven in interleaved
+  rounds; medians, ratios to the untraced worker of the same run, CPU time of the whole
+  process (every thread, the export thread included), time in the garbage collector,
+  spans per call, and function calls per call in every thread (counted in workers of
+  their own, never timed).
+* ``startup``: a program that imports boto3 and makes one call, under ``conntrace-run``
+  and ``opentelemetry-instrument``.
 * ``memory``: resident-set growth over many traced requests, spans exported over OTLP.
 * ``truth``: delays injected on purpose, and what the spans report.
 * ``export``: 10,000 spans a second to a local OTLP receiver.
 
-It prints a Markdown table and writes every figure (each round's, too) to a JSON file.
+It prints a Markdown table of the targets (target, measured, met) and one per section,
+and writes every figure (each round's, too) to a JSON file.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from typing import Any, Callable
 from . import export, memory, report, scenarios, startup, truth, variants
 from .certificates import Certificates
 from .child import ROOT
-from .measure import Worker, compare, interleaved
+from .measure import Worker, compare, interleaved, report_totals
 from .receiver import ReceiverProcess
 from .server import ServerProcess, cpu_seconds, round_trip_seconds
 
@@ -52,6 +57,8 @@ class Profile:
 
     rounds: int
     calls: dict[str, int]
+    # Calls per variant counted for function calls (in workers of their own).
+    counted_calls: dict[str, int]
     warmup: int
     server_round_trips: int
     startup_rounds: int
@@ -67,6 +74,7 @@ PROFILES = {
     "full": Profile(
         rounds=30,
         calls={scenarios.BOTOCORE: 300, scenarios.URLLIB3: 1000, scenarios.HTTPS_NEW: 100},
+        counted_calls={scenarios.BOTOCORE: 300, scenarios.URLLIB3: 1000, scenarios.HTTPS_NEW: 100},
         warmup=500,
         server_round_trips=20000,
         startup_rounds=15,
@@ -80,6 +88,7 @@ PROFILES = {
     "quick": Profile(
         rounds=8,
         calls={scenarios.BOTOCORE: 100, scenarios.URLLIB3: 300, scenarios.HTTPS_NEW: 30},
+        counted_calls={scenarios.BOTOCORE: 100, scenarios.URLLIB3: 300, scenarios.HTTPS_NEW: 30},
         warmup=200,
         server_round_trips=5000,
         startup_rounds=4,
@@ -94,6 +103,7 @@ PROFILES = {
     "tiny": Profile(
         rounds=2,
         calls={scenarios.BOTOCORE: 5, scenarios.URLLIB3: 10, scenarios.HTTPS_NEW: 3},
+        counted_calls={scenarios.BOTOCORE: 5, scenarios.URLLIB3: 10, scenarios.HTTPS_NEW: 3},
         warmup=5,
         server_round_trips=100,
         startup_rounds=1,
@@ -108,10 +118,12 @@ PROFILES = {
 
 # The variants each operation is measured with; OpenTelemetry has no connection spans.
 VARIANTS_OF = {
-    scenarios.BOTOCORE: variants.VARIANTS,
-    scenarios.URLLIB3: variants.VARIANTS,
-    scenarios.HTTPS_NEW: (variants.PLAIN, variants.CONNTRACE, variants.UNSAMPLED),
-}
+    scenarios.BOTOCORE: (
+        variants.PLAIN, variants.CONNTRACE, variants.DIAGNOSIS, variants.OTLP, variants.OTEL,
+    ),
+    scenarios.URLLIB3: (variants.PLAIN, variants.CONNTRACE, variants.DIAGNOSIS, variants.OTEL),
+    scenarios.HTTPS_NEW: (variants.PLAIN, variants.CONNTRACE, variants.DIAGNOSIS),
+}  # fmt: skip
 
 _PACKAGES = (
     "conntrace", "botocore", "boto3", "urllib3", "wrapt", "opentelemetry-api",
@@ -164,28 +176,88 @@ def machine() -> dict[str, Any]:
 
 
 def operation_section(
-    scenario: str, target: scenarios.Target, profile: Profile, log: Callable[[str], None]
+    scenario: str,
+    target: scenarios.Target,
+    profile: Profile,
+    directory: str,
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
     names = VARIANTS_OF[scenario]
     calls = profile.calls[scenario]
+    counted = max(1, profile.counted_calls[scenario])
+
+    def report(name: str, purpose: str) -> str | None:
+        if name not in variants.CONNTRACE_VARIANTS:
+            return None
+        return os.path.join(directory, f"report-{scenario}-{name}-{purpose}.json")
+
     with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(ReceiverProcess()) if variants.OTLP in names else None
+        endpoint = receiver.endpoint if receiver is not None else None
         workers = {
-            name: stack.enter_context(Worker(scenario, name, target, profile.warmup))
+            name: stack.enter_context(
+                Worker(scenario, name, target, profile.warmup, endpoint, report(name, "timed"))
+            )
             for name in names
         }
         log(f"{scenario}: {len(names)} workers ready; {profile.rounds} rounds of {calls} calls")
+        received_before = receiver.count()["spans"] if receiver is not None else 0
         samples = interleaved(workers, profile.rounds, calls)
-        total_calls = profile.warmup + profile.rounds * calls
-        spans = {name: worker.ask("flush")["spans"] for name, worker in workers.items()}
-        counted = max(1, calls // 2)
-        function_calls = {
-            name: worker.ask(f"count {counted}")["calls"] for name, worker in workers.items()
-        }
+        finished = {name: worker.finish() for name, worker in workers.items()}
+        if receiver is not None:
+            # Only the OTLP worker sends to the receiver.
+            finished[variants.OTLP]["spans"] = receiver.count()["spans"] - received_before
+        stack.close()
+        # Function calls in every thread, in workers of their own (the counting hook slows
+        # the threads it is installed in: those workers are never timed).
+        log(f"{scenario}: counting function calls over {counted} calls per variant")
+        function_calls = {}
+        for name in names:
+            with contextlib.ExitStack() as counting:
+                receiver = (
+                    counting.enter_context(ReceiverProcess()) if name == variants.OTLP else None
+                )
+                worker = counting.enter_context(
+                    Worker(
+                        scenario,
+                        name,
+                        target,
+                        min(profile.warmup, 200),
+                        receiver.endpoint if receiver is not None else None,
+                        report(name, "counted"),
+                        count_calls=True,
+                    )
+                )
+                function_calls[name] = worker.ask(f"count {counted}")
     summary = compare(samples, variants.PLAIN)
+    timed_calls = profile.rounds * calls
+    plain_whole = finished[variants.PLAIN]["whole_cpu"]
     for name in names:
-        summary[name]["spans_per_call"] = spans[name] / total_calls
-        summary[name]["function_calls"] = function_calls[name]
-    return {"title": scenarios.TITLES[scenario], "calls_per_round": calls, "variants": summary}
+        found = summary[name]
+        spans = finished[name]["spans"]
+        # Every call since the first timed one (the warm-up's spans were flushed before).
+        found["spans_per_call"] = None if spans is None else spans / timed_calls
+        found["flushed"] = finished[name]["flushed"]
+        whole = finished[name]["whole_cpu"]
+        found["whole_cpu_us"] = whole * 1e6
+        found["whole_cpu_ratio"] = whole / plain_whole
+        found["added_whole_cpu_us"] = (whole - plain_whole) * 1e6
+        found["function_calls"] = function_calls[name]["calls"]
+        found["function_calls_main_thread"] = function_calls[name]["main_thread"]
+        found["function_calls_other_threads"] = function_calls[name]["other_threads"]
+        path = report(name, "timed")
+        if path is not None:
+            # Did conntrace's findings see every request the worker made?
+            totals = report_totals(path)
+            found["report_totals"] = totals
+            found["requests_made"] = profile.warmup + timed_calls
+            found["report_requests"] = None if totals is None else totals.get("requests")
+    return {
+        "title": scenarios.TITLES[scenario],
+        "calls_per_round": calls,
+        "counted_calls": counted,
+        "variants": summary,
+    }
 
 
 def run(profile_name: str, sections: tuple[str, ...], log: Callable[[str], None]) -> dict:
@@ -196,7 +268,10 @@ def run(profile_name: str, sections: tuple[str, ...], log: Callable[[str], None]
         "machine": machine(),
         "conntrace_source": source(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "exporter": "BatchSpanProcessor (defaults) -> exporter that counts and drops spans",
+        "exporter": (
+            "BatchSpanProcessor (defaults) -> exporter that counts and drops spans; "
+            "conntrace_otlp: conntrace-run's own OTLP/gRPC exporter -> receiver process"
+        ),
     }
     os.environ.update(scenarios.AWS_ENVIRONMENT)
     with contextlib.ExitStack() as stack:
@@ -221,7 +296,7 @@ def run(profile_name: str, sections: tuple[str, ...], log: Callable[[str], None]
             log(f"server alone: {seconds * 1e6:.1f} µs per request")
         for scenario in (scenarios.BOTOCORE, scenarios.URLLIB3, scenarios.HTTPS_NEW):
             if scenario in sections:
-                results[scenario] = operation_section(scenario, target, profile, log)
+                results[scenario] = operation_section(scenario, target, profile, directory, log)
         if "startup" in sections:
             reason = startup.available()
             if reason is not None:
@@ -229,11 +304,13 @@ def run(profile_name: str, sections: tuple[str, ...], log: Callable[[str], None]
             else:
                 log(f"startup: {profile.startup_rounds} rounds")
                 with ReceiverProcess() as receiver:
-                    results["startup"] = startup.measure(profile.startup_rounds, receiver.endpoint)
+                    results["startup"] = startup.measure(
+                        profile.startup_rounds, receiver, server.http_port, directory
+                    )
         if "memory" in sections:
             log(f"memory: {profile.memory_requests} requests per variant")
             results["memory"] = memory.measure(
-                target, profile.memory_requests, profile.memory_warmup
+                target, profile.memory_requests, profile.memory_warmup, directory
             )
     if "truth" in sections:
         log("truth of timings")

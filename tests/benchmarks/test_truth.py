@@ -34,6 +34,10 @@ def test_injected_delay_is_reported(measured: dict[str, Any], phase: str) -> Non
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="holding SYNs back needs root (CAP_NET_ADMIN)")
 def test_held_back_tcp_handshake_is_reported(measured: dict[str, Any]) -> None:
+    # Root is not enough: holding SYNs back also needs iptables and an unshared network.
+    reason = measured.get("not_measured", {}).get(truth.TCP)
+    if reason is not None:
+        pytest.skip(f"TCP handshake not measured here: {reason}")
     found = measured["phases"][truth.TCP]
     assert abs(found["median_error_ms"]) <= TOLERANCE_MS
     assert all(reported >= DELAY_MS for reported in found["reported_ms"])
