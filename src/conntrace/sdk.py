@@ -469,7 +469,8 @@ def _diagnosis(provider: Any, meter_provider: Any, report: bool) -> Diagnosis | 
 
 
 def _console_view(config: Config, provider: Any, diagnosis: Diagnosis | None) -> ConsoleView | None:
-    if not config.console_view:
+    if not config.console_view or sys.stderr is None:
+        # No stderr (``2>&-``): the view would have nowhere to go.
         return None
     if not isinstance(provider, TracerProvider):
         log.warning(
