@@ -124,12 +124,32 @@ def _checked(setting: Setting, value: str) -> str:
     return value
 
 
+# Variables that name files, read late (at exit, or at the first export): by then the
+# program may have changed directory, and its children may start anywhere. The OTLP ones are
+# read by the exporter itself.
+PATH_VARIABLES = (
+    "CONNTRACE_REPORT",
+    *(
+        f"OTEL_EXPORTER_OTLP_{signal}{name}"
+        for signal in ("", "TRACES_", "METRICS_", "LOGS_")
+        for name in ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE")
+    ),
+)
+
+
 def environment(
     environ: Mapping[str, str], variables: Mapping[str, str], command: Sequence[str]
 ) -> dict[str, str]:
-    """The program's environment: the caller's, the options, and the bootstrap on PYTHONPATH."""
+    """The program's environment: the caller's, the options, and the bootstrap on PYTHONPATH.
+
+    Relative paths in it are made absolute here, where the user typed them.
+    """
     env = dict(environ)
     env.update(variables)
+    for name in PATH_VARIABLES:
+        path = env.get(name, "").strip()
+        if path and not os.path.isabs(path):
+            env[name] = os.path.abspath(path)
     if not env.get("OTEL_SERVICE_NAME", "").strip() and not env.get("AWS_LAMBDA_FUNCTION_NAME"):
         # Named once here, so that the program's child processes report as the same service.
         env["OTEL_SERVICE_NAME"] = program_name(command)
