@@ -432,6 +432,10 @@ def _start(config: Config) -> Session:
 
     import conntrace
 
+    from . import _redact
+
+    _redact.keep_query_values = frozenset(config.keep_query_values)
+
     provider: Any = trace.get_tracer_provider()
     guard: _ExportGuard | None = None
     owns = False
