@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from . import _runtime
 from .config import Config
 
 if TYPE_CHECKING:
@@ -70,13 +71,44 @@ class Session:
         self.owns_provider = owns_provider
         self.meter_provider = meter_provider
         self.console = console
+        # The program's own tracer provider, once it set one: conntrace's spans go there.
+        self.adopted: Any = None
+        # conntrace's own provider, when it is the global one; None when it is someone else's.
+        self.own_tracer_provider: Any = None
         self._export = export
         self._closed = False
         self._close_lock = threading.Lock()
 
+    def adopt(self, provider: Any) -> bool:
+        """Make conntrace's spans with the program's own tracer provider from now on.
+
+        They then join the program's traces, sampler and exporters as its own spans do;
+        conntrace's views (terminal view, findings, report) are added to that provider, so
+        they still see every span conntrace makes. Spans made before stay with conntrace's
+        provider and its exporter: none is lost.
+        """
+        from opentelemetry import trace
+
+        from . import __version__, _runtime
+
+        if provider is None or provider is self.provider or provider is self.adopted:
+            return False
+        views = [view for view in (self.diagnosis, self.console) if view is not None]
+        if views:
+            if not hasattr(provider, "add_span_processor"):
+                # A provider that takes no processors would hide conntrace's spans from its
+                # own views: they stay on conntrace's provider, in the program's traces.
+                return False
+            provider.add_span_processor(_Forward(views))
+        self.adopted = provider
+        _runtime.tracer = trace.get_tracer("conntrace", __version__, provider)
+        return True
+
     def flush(self, timeout_s: float) -> bool:
         """Send what was recorded so far; True if it all went out within ``timeout_s``."""
         providers = [p for p in (self.provider, self.meter_provider) if p is not None]
+        if hasattr(self.adopted, "force_flush"):
+            providers.append(self.adopted)
         if not providers:
             return True
         failures = self._export.failures if self._export else 0
@@ -332,6 +364,40 @@ class _WarmUp(SpanProcessor):  # type: ignore[misc]
         return True
 
 
+class _Forward(SpanProcessor):  # type: ignore[misc]
+    """On the program's own tracer provider: hands each of its spans to conntrace's views.
+
+    All of them, not only conntrace's: the views look through the program's spans to find
+    which API call an attempt belongs to, as they do on a provider shared with
+    ``opentelemetry-instrument``.
+    """
+
+    def __init__(self, views: Sequence[Any]) -> None:
+        self._views = tuple(views)
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        for view in self._views:
+            try:
+                view.on_start(span, parent_context)
+            except Exception:
+                _runtime.report_internal_error("sdk.forward")
+
+    def on_end(self, span: Any) -> None:
+        for view in self._views:
+            try:
+                view.on_end(span)
+            except Exception:
+                _runtime.report_internal_error("sdk.forward")
+
+    def shutdown(self) -> None:
+        # The program shuts its provider down first (atexit runs last-registered first):
+        # the views stay open for conntrace's own summary and report.
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
 # Which OTLP exporter class a protocol and a signal take; only the one in use is imported.
 _OTLP_EXPORTERS = {
     ("grpc", "traces"): ("grpc.trace_exporter", "OTLPSpanExporter"),
@@ -458,9 +524,67 @@ def _start(config: Config) -> Session:
         diagnosis=diagnosis,
         export=guard if owns else None,
     )
+    session.own_tracer_provider = provider if owns else None
+    _yield_to_the_programs_providers(session)
     atexit.register(session._at_exit)
     _follow_forks(session)
     return session
+
+
+def _yield_to_the_programs_providers(session: Session) -> None:
+    """Let the program set its own tracer and meter providers over conntrace's.
+
+    conntrace's provider is the global one until then, so that a program (or a library)
+    that sets up nothing still gets its spans to conntrace's exporter and its views. The
+    API allows one global provider per process and refuses the program's, with a warning,
+    losing its telemetry: the setter is wrapped so that, while the global one is
+    conntrace's, the program's replaces it, and conntrace's spans move to the program's
+    provider (``Session.adopt``). Re-pointing ``_runtime.tracer`` is one assignment, and the
+    layers read it on every span; a proxy provider in between would instead cost a call
+    on every span and hide the program's provider object behind it. Once the program's is
+    in place, any later setting is the API's business, warning and all, as without
+    conntrace.
+    """
+    from opentelemetry import trace
+
+    own_tracers = session.own_tracer_provider
+    original_trace = getattr(trace, "_set_tracer_provider", None)
+    if (
+        own_tracers is not None
+        and original_trace is not None
+        and hasattr(trace, "_TRACER_PROVIDER")
+    ):
+
+        def set_tracer_provider(tracer_provider: Any, log: bool = True) -> None:
+            if trace._TRACER_PROVIDER is own_tracers and tracer_provider is not own_tracers:
+                trace._TRACER_PROVIDER = tracer_provider
+                try:
+                    session.adopt(tracer_provider)
+                except Exception:
+                    _runtime.report_internal_error("sdk.adopt")
+                return
+            original_trace(tracer_provider, log)
+
+        trace._set_tracer_provider = set_tracer_provider
+
+    own_meters = session.meter_provider
+    if own_meters is None:
+        # Without a meter provider of its own, conntrace's metrics go through the global
+        # one: the program's, when it sets one.
+        return
+    from opentelemetry.metrics import _internal as metrics_api
+
+    original_metrics = getattr(metrics_api, "_set_meter_provider", None)
+    if original_metrics is None or not hasattr(metrics_api, "_METER_PROVIDER"):
+        return
+
+    def set_meter_provider(meter_provider: Any, log: bool = True) -> None:
+        if metrics_api._METER_PROVIDER is own_meters and meter_provider is not own_meters:
+            metrics_api._METER_PROVIDER = meter_provider
+            return
+        original_metrics(meter_provider, log)
+
+    metrics_api._set_meter_provider = set_meter_provider
 
 
 def _diagnosis(provider: Any, meter_provider: Any, report: bool) -> Diagnosis | None:
