@@ -153,10 +153,16 @@ class Session:
         self._export.report_drops()
 
     def _at_exit(self) -> None:
-        try:
-            self.shutdown(self.config.export_timeout)
-        except Exception:
-            log.warning("conntrace: could not finish tracing at exit", exc_info=True)
+        with _Interrupts():
+            try:
+                self.shutdown(self.config.export_timeout)
+            except KeyboardInterrupt:
+                # Ctrl-C while spans are sent at exit: the user wants out now. What is not
+                # sent yet is dropped, without a word; the exit status stays the program's.
+                if self._export is not None:
+                    self._export.deadline = 0.0
+            except Exception:
+                log.warning("conntrace: could not finish tracing at exit", exc_info=True)
 
     def _in_forked_worker(self) -> None:
         # A forked multiprocessing worker ends in os._exit, which skips atexit: let
@@ -164,6 +170,48 @@ class Session:
         import multiprocessing.util
 
         multiprocessing.util.Finalize(None, self._at_exit, exitpriority=-100)
+
+
+class _Interrupts:
+    """While conntrace sends spans at exit, the first Ctrl-C ends that at once, quietly.
+
+    Python's own SIGINT handler raises KeyboardInterrupt wherever the main thread is, so a
+    second Ctrl-C landed in conntrace's code (or its report's, which is written after) as
+    "Exception ignored in atexit callback" and a traceback. Here the first interrupt ends
+    the wait, and any later one is swallowed for the rest of the exit: the program has
+    finished, and its exit status (including death by SIGINT after an unhandled Ctrl-C,
+    which Python re-raises itself) is left as it was. A program's own SIGINT handling is
+    left alone.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupts:
+        import signal
+
+        try:
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+        except (ValueError, OSError):
+            # Not the main thread (a forked worker's finalizer may run elsewhere).
+            self._previous = None
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.seen:
+            return
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is None or self.seen:
+            return
+        import signal
+
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _bounded(work: Callable[[], bool], timeout_s: float) -> bool:
@@ -502,6 +550,8 @@ def _start(config: Config) -> Session:
 
     _redact.keep_query_values = frozenset(config.keep_query_values)
 
+    # First, so that it runs last of conntrace's exit work (atexit runs in reverse).
+    atexit.register(_die_as_interrupted)
     provider: Any = trace.get_tracer_provider()
     guard: _ExportGuard | None = None
     owns = False
@@ -585,6 +635,28 @@ def _yield_to_the_programs_providers(session: Session) -> None:
         original_metrics(meter_provider, log)
 
     metrics_api._set_meter_provider = set_meter_provider
+
+
+def _die_as_interrupted() -> None:
+    """A program ended by an unhandled Ctrl-C dies of SIGINT, as it does without conntrace.
+
+    Python re-sends itself SIGINT after its exit work for such a program, unless a flag it
+    keeps was reset during that work: importing a Cython-compiled module (the exporter's,
+    when spans go out at exit) resets it, and the exit status became 1. The unhandled
+    exception is still in ``sys.last_exc`` (``last_value`` before 3.12) then.
+    """
+    error = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if not isinstance(error, KeyboardInterrupt) or not hasattr(os, "kill"):
+        return
+    import signal
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    with contextlib.suppress(OSError, ValueError):
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _diagnosis(provider: Any, meter_provider: Any, report: bool) -> Diagnosis | None:
