@@ -23,6 +23,12 @@ os.environ.update(
 )
 for _name in ("AWS_PROFILE", "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS", "BOTOCORE_TCP_KEEPALIVE"):
     os.environ.pop(_name, None)
+# A developer's proxy settings would send the tests' loopback traffic (and the OTLP
+# exporters') to that proxy, in this process and in every program a test runs.
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+for _name in PROXY_VARIABLES:
+    os.environ.pop(_name, None)
+    os.environ.pop(_name.lower(), None)
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402

@@ -1,11 +1,20 @@
-"""Keep secrets out of URLs before they become span attributes."""
+"""Keep secrets out of URLs before they become span attributes.
+
+Every query value is replaced by default: a key alone says what was asked for, while its
+value may be a token, a password or a signature under any name (``token=``, ``sig=``,
+``access_token=``...), and no list of names can be complete. The keys that
+``keep_query_values`` names keep their values, except the known secret ones.
+"""
 
 from __future__ import annotations
 
+from urllib.parse import unquote_plus
+
 REDACTED = "REDACTED"
 
-# The OpenTelemetry HTTP conventions name the first four; the X-Amz-* ones carry the same
-# secrets in AWS SigV4 presigned URLs.
+# Values that are never kept, even when a user lists their key: the OpenTelemetry HTTP
+# conventions name the first four; the X-Amz-* ones carry the same secrets in AWS SigV4
+# presigned URLs.
 _SENSITIVE_QUERY_KEYS = frozenset(
     key.lower()
     for key in (
@@ -19,31 +28,51 @@ _SENSITIVE_QUERY_KEYS = frozenset(
     )
 )
 
+# Lower-case query keys whose values are kept (CONNTRACE_KEEP_QUERY_VALUES). Set once at
+# start-up by conntrace.sdk; a module attribute, because every traced request reads it.
+keep_query_values: frozenset[str] = frozenset()
 
-def redact_query(query: str) -> str:
+
+def _kept(key: str, keep: frozenset[str]) -> bool:
+    # Compared decoded, so that "pa%67e" is not a way around the list (nor into it).
+    name = unquote_plus(key).lower()
+    return name in keep and name not in _SENSITIVE_QUERY_KEYS
+
+
+def redact_query(query: str, keep: frozenset[str] | None = None) -> str:
+    """``query`` with every value replaced, but those of the keys in ``keep``."""
+    keep = keep_query_values if keep is None else keep
     parts = []
     for pair in query.split("&"):
         key, sep, _value = pair.partition("=")
-        parts.append(f"{key}={REDACTED}" if sep and key.lower() in _SENSITIVE_QUERY_KEYS else pair)
+        parts.append(f"{key}={REDACTED}" if sep and not (keep and _kept(key, keep)) else pair)
     return "&".join(parts)
+
+
+def _host(host: str) -> str:
+    """An IPv6 address in brackets, as a URL's authority has it."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def full_url(scheme: str, host: str, port: int | None, target: str) -> str:
     """``url.full`` for a request target as urllib3's pools see it (a path, or an absolute URL).
 
-    Credentials in the authority are replaced as the HTTP conventions ask.
+    Credentials in the authority (a proxied request's absolute URL may carry them) and every
+    query value not listed in ``keep_query_values`` are replaced, as the HTTP conventions ask.
     """
     if "://" in target:
         scheme, _, rest = target.partition("://")
-        authority, slash, path = rest.partition("/")
+        # The authority ends at the first "/", "?" or "#" (RFC 3986, 3.2).
+        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        authority, target = rest[:end], rest[end:]
         if "@" in authority:
             authority = f"{REDACTED}:{REDACTED}@{authority.rpartition('@')[2]}"
-        target = f"{slash}{path}"
     else:
-        authority = host if port is None else f"{host}:{port}"
-        if ":" in host and not host.startswith("["):
-            authority = f"[{host}]" if port is None else f"[{host}]:{port}"
+        authority = _host(host) if port is None else f"{_host(host)}:{port}"
     path, question, query = target.partition("?")
     if question:
         target = f"{path}?{redact_query(query)}"
+    elif "#" in path:
+        # A fragment is never sent, but one that reached here is no safer than a query.
+        target = f"{path.partition('#')[0]}#{REDACTED}"
     return f"{scheme}://{authority}{target}"

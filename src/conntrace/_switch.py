@@ -6,7 +6,7 @@ import importlib
 import sys
 import threading
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
@@ -42,9 +42,15 @@ def instrument(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
 ) -> None:
-    """Switch tracing on. Calling it again while on changes nothing."""
+    """Switch tracing on. Calling it again while on changes nothing, but for a program
+    that names its own ``tracer_provider`` under ``conntrace-run``: conntrace's spans then
+    go to that provider (and still to conntrace's own views).
+    """
     with _lock:
         if _runtime.active:
+            session = _session()
+            if tracer_provider is not None and session is not None:
+                session.adopt(tracer_provider)
             return
         _runtime.tracer = trace.get_tracer("conntrace", __version__, tracer_provider)
         _runtime.meter_provider = meter_provider
@@ -53,6 +59,12 @@ def instrument(
         _runtime.active = True
         for layer in _LAYERS:
             layer.enable(_patcher)
+
+
+def _session() -> Any:
+    # Only a process that conntrace-run (or the bootstrap) started has one.
+    sdk = sys.modules.get("conntrace.sdk")
+    return sdk.current() if sdk is not None else None
 
 
 def uninstrument() -> None:

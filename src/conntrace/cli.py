@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from . import __version__
 from .bootstrap import PATH as BOOTSTRAP_PATH
@@ -124,12 +124,32 @@ def _checked(setting: Setting, value: str) -> str:
     return value
 
 
+# Variables that name files, read late (at exit, or at the first export): by then the
+# program may have changed directory, and its children may start anywhere. The OTLP ones are
+# read by the exporter itself.
+PATH_VARIABLES = (
+    "CONNTRACE_REPORT",
+    *(
+        f"OTEL_EXPORTER_OTLP_{signal}{name}"
+        for signal in ("", "TRACES_", "METRICS_", "LOGS_")
+        for name in ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE")
+    ),
+)
+
+
 def environment(
     environ: Mapping[str, str], variables: Mapping[str, str], command: Sequence[str]
 ) -> dict[str, str]:
-    """The program's environment: the caller's, the options, and the bootstrap on PYTHONPATH."""
+    """The program's environment: the caller's, the options, and the bootstrap on PYTHONPATH.
+
+    Relative paths in it are made absolute here, where the user typed them.
+    """
     env = dict(environ)
     env.update(variables)
+    for name in PATH_VARIABLES:
+        path = env.get(name, "").strip()
+        if path and not os.path.isabs(path):
+            env[name] = os.path.abspath(path)
     if not env.get("OTEL_SERVICE_NAME", "").strip() and not env.get("AWS_LAMBDA_FUNCTION_NAME"):
         # Named once here, so that the program's child processes report as the same service.
         env["OTEL_SERVICE_NAME"] = program_name(command)
@@ -142,10 +162,21 @@ def environment(
     return env
 
 
+def _write(stream: TextIO | None, text: str) -> None:
+    """Write to a standard stream that the caller may have closed (``2>&-``): then nothing."""
+    if stream is None:
+        return
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def _fail(message: str, status: int, usage: bool = False) -> NoReturn:
     if usage:
-        sys.stderr.write(f"{USAGE}\n")
-    sys.stderr.write(f"{PROG}: {message}\n")
+        _write(sys.stderr, f"{USAGE}\n")
+    _write(sys.stderr, f"{PROG}: {message}\n")
     sys.exit(status)
 
 
@@ -156,16 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         _fail(f"{error} (see {PROG} --help)", 2)
     if info == "help":
-        sys.stdout.write(help_text())
+        _write(sys.stdout, help_text())
         return 0
     if info == "version":
-        sys.stdout.write(f"{PROG} (conntrace) {__version__}\n")
+        _write(sys.stdout, f"{PROG} (conntrace) {__version__}\n")
         return 0
     if not command:
         _fail("no program given", 2, usage=True)
     env = environment(os.environ, variables, command)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # A closed stream (``>&-``, ``2>&-``) is None here: the program gets it closed as well.
+    _write(sys.stdout, "")
+    _write(sys.stderr, "")
     try:
         os.execvpe(command[0], command, env)
     except OSError as error:

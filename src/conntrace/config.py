@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 log = logging.getLogger("conntrace")
 
@@ -62,6 +62,8 @@ class Config:
     # In AWS Lambda: the most time spent sending spans before a result is returned.
     lambda_flush_timeout: float = 2.0
     sdk_disabled: bool = False
+    # Query keys (lower case) whose values url.full keeps; every other value is redacted.
+    keep_query_values: tuple[str, ...] = ()
 
     @property
     def console_view(self) -> bool:
@@ -172,6 +174,19 @@ def parse_resource_attributes(text: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"expected key=value pairs, got {item.strip()!r}")
         pairs.append((unquote(key.strip()), unquote(value.strip())))
     return tuple(pairs)
+
+
+_NOT_IN_A_KEY = re.compile(r"[=&#?\s]")
+
+
+def parse_query_keys(text: str) -> tuple[str, ...]:
+    """``page,limit``: query keys, compared without regard to case."""
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    bad = [key for key in keys if _NOT_IN_A_KEY.search(key)]
+    if bad or not keys:
+        shown = ", ".join(map(repr, bad)) or "nothing"
+        raise ValueError(f"expected query keys such as page,limit, got {shown}")
+    return tuple(dict.fromkeys(unquote_plus(key).lower() for key in keys))
 
 
 def parse_name(text: str) -> str:
@@ -297,6 +312,16 @@ SETTINGS: tuple[Setting, ...] = (
         parse_name,
         "PATH",
         "write the JSON report (per-host totals and findings) to PATH at exit",
+        "none",
+    ),
+    Setting(
+        "CONNTRACE_KEEP_QUERY_VALUES",
+        "--keep-query-values",
+        "keep_query_values",
+        parse_query_keys,
+        "KEYS",
+        "query keys whose values url.full keeps, e.g. page,limit; every other value is "
+        "REDACTED (signatures and credentials always are)",
         "none",
     ),
     Setting(

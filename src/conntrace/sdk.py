@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from . import _runtime
 from .config import Config
 
 if TYPE_CHECKING:
@@ -70,13 +71,37 @@ class Session:
         self.owns_provider = owns_provider
         self.meter_provider = meter_provider
         self.console = console
+        # The program's own tracer provider, once it set one: conntrace's spans go there.
+        self.adopted: Any = None
+        # conntrace's own provider, when it is the global one; None when it is someone else's.
+        self.own_tracer_provider: Any = None
         self._export = export
         self._closed = False
         self._close_lock = threading.Lock()
 
+    def adopt(self, provider: Any) -> bool:
+        """Make conntrace's spans with the program's own tracer provider from now on.
+
+        They then join the program's traces, sampler and exporters as its own spans do.
+        conntrace's views read the ledger, not spans, so they see every call whichever
+        provider the spans go to. Spans made before stay with conntrace's provider and its
+        exporter: none is lost.
+        """
+        from opentelemetry import trace
+
+        from . import __version__
+
+        if provider is None or provider is self.provider or provider is self.adopted:
+            return False
+        self.adopted = provider
+        _runtime.tracer = trace.get_tracer("conntrace", __version__, provider)
+        return True
+
     def flush(self, timeout_s: float) -> bool:
         """Send what was recorded so far; True if it all went out within ``timeout_s``."""
         providers = [p for p in (self.provider, self.meter_provider) if p is not None]
+        if hasattr(self.adopted, "force_flush"):
+            providers.append(self.adopted)
         if not providers:
             return True
         failures = self._export.failures if self._export else 0
@@ -121,10 +146,16 @@ class Session:
         self._export.report_drops()
 
     def _at_exit(self) -> None:
-        try:
-            self.shutdown(self.config.export_timeout)
-        except Exception:
-            log.warning("conntrace: could not finish tracing at exit", exc_info=True)
+        with _Interrupts():
+            try:
+                self.shutdown(self.config.export_timeout)
+            except KeyboardInterrupt:
+                # Ctrl-C while spans are sent at exit: the user wants out now. What is not
+                # sent yet is dropped, without a word; the exit status stays the program's.
+                if self._export is not None:
+                    self._export.deadline = 0.0
+            except Exception:
+                log.warning("conntrace: could not finish tracing at exit", exc_info=True)
 
     def _in_forked_worker(self) -> None:
         # A forked multiprocessing worker ends in os._exit, which skips atexit: let
@@ -132,6 +163,48 @@ class Session:
         import multiprocessing.util
 
         multiprocessing.util.Finalize(None, self._at_exit, exitpriority=-100)
+
+
+class _Interrupts:
+    """While conntrace sends spans at exit, the first Ctrl-C ends that at once, quietly.
+
+    Python's own SIGINT handler raises KeyboardInterrupt wherever the main thread is, so a
+    second Ctrl-C landed in conntrace's code (or its report's, which is written after) as
+    "Exception ignored in atexit callback" and a traceback. Here the first interrupt ends
+    the wait, and any later one is swallowed for the rest of the exit: the program has
+    finished, and its exit status (including death by SIGINT after an unhandled Ctrl-C,
+    which Python re-raises itself) is left as it was. A program's own SIGINT handling is
+    left alone.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupts:
+        import signal
+
+        try:
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+        except (ValueError, OSError):
+            # Not the main thread (a forked worker's finalizer may run elsewhere).
+            self._previous = None
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.seen:
+            return
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is None or self.seen:
+            return
+        import signal
+
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _bounded(work: Callable[[], bool], timeout_s: float) -> bool:
@@ -432,6 +505,12 @@ def _start(config: Config) -> Session:
 
     import conntrace
 
+    from . import _redact
+
+    _redact.keep_query_values = frozenset(config.keep_query_values)
+
+    # First, so that it runs last of conntrace's exit work (atexit runs in reverse).
+    atexit.register(_die_as_interrupted)
     provider: Any = trace.get_tracer_provider()
     guard: _ExportGuard | None = None
     owns = False
@@ -454,9 +533,89 @@ def _start(config: Config) -> Session:
         diagnosis=diagnosis,
         export=guard if owns else None,
     )
+    session.own_tracer_provider = provider if owns else None
+    _yield_to_the_programs_providers(session)
     atexit.register(session._at_exit)
     _follow_forks(session)
     return session
+
+
+def _yield_to_the_programs_providers(session: Session) -> None:
+    """Let the program set its own tracer and meter providers over conntrace's.
+
+    conntrace's provider is the global one until then, so that a program (or a library)
+    that sets up nothing still gets its spans to conntrace's exporter and its views. The
+    API allows one global provider per process and refuses the program's, with a warning,
+    losing its telemetry: the setter is wrapped so that, while the global one is
+    conntrace's, the program's replaces it, and conntrace's spans move to the program's
+    provider (``Session.adopt``). Re-pointing ``_runtime.tracer`` is one assignment, and the
+    layers read it on every span; a proxy provider in between would instead cost a call
+    on every span and hide the program's provider object behind it. Once the program's is
+    in place, any later setting is the API's business, warning and all, as without
+    conntrace.
+    """
+    from opentelemetry import trace
+
+    own_tracers = session.own_tracer_provider
+    original_trace = getattr(trace, "_set_tracer_provider", None)
+    if (
+        own_tracers is not None
+        and original_trace is not None
+        and hasattr(trace, "_TRACER_PROVIDER")
+    ):
+
+        def set_tracer_provider(tracer_provider: Any, log: bool = True) -> None:
+            if trace._TRACER_PROVIDER is own_tracers and tracer_provider is not own_tracers:
+                trace._TRACER_PROVIDER = tracer_provider
+                try:
+                    session.adopt(tracer_provider)
+                except Exception:
+                    _runtime.report_internal_error("sdk.adopt")
+                return
+            original_trace(tracer_provider, log)
+
+        trace._set_tracer_provider = set_tracer_provider
+
+    own_meters = session.meter_provider
+    if own_meters is None:
+        # Without a meter provider of its own, conntrace's metrics go through the global
+        # one: the program's, when it sets one.
+        return
+    from opentelemetry.metrics import _internal as metrics_api
+
+    original_metrics = getattr(metrics_api, "_set_meter_provider", None)
+    if original_metrics is None or not hasattr(metrics_api, "_METER_PROVIDER"):
+        return
+
+    def set_meter_provider(meter_provider: Any, log: bool = True) -> None:
+        if metrics_api._METER_PROVIDER is own_meters and meter_provider is not own_meters:
+            metrics_api._METER_PROVIDER = meter_provider
+            return
+        original_metrics(meter_provider, log)
+
+    metrics_api._set_meter_provider = set_meter_provider
+
+
+def _die_as_interrupted() -> None:
+    """A program ended by an unhandled Ctrl-C dies of SIGINT, as it does without conntrace.
+
+    Python re-sends itself SIGINT after its exit work for such a program, unless a flag it
+    keeps was reset during that work: importing a Cython-compiled module (the exporter's,
+    when spans go out at exit) resets it, and the exit status became 1. The unhandled
+    exception is still in ``sys.last_exc`` (``last_value`` before 3.12) then.
+    """
+    error = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if not isinstance(error, KeyboardInterrupt) or not hasattr(os, "kill"):
+        return
+    import signal
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    with contextlib.suppress(OSError, ValueError):
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _diagnosis(meter_provider: Any, report: bool) -> Diagnosis:
@@ -467,7 +626,8 @@ def _diagnosis(meter_provider: Any, report: bool) -> Diagnosis:
 
 
 def _console_view(config: Config, diagnosis: Diagnosis) -> ConsoleView | None:
-    if not config.console_view:
+    if not config.console_view or sys.stderr is None:
+        # No stderr (``2>&-``): the view would have nowhere to go.
         return None
     from . import ledger
     from .console import ConsoleView

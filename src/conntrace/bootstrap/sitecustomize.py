@@ -33,20 +33,47 @@ def _chain_to_next_sitecustomize() -> None:
     spec.loader.exec_module(module)
 
 
+def _cover_closed_standard_fds() -> None:
+    """Put /dev/null on standard descriptors the program was started without (``2>&-``).
+
+    Otherwise the next file or socket opened takes that number: the exporter's connection,
+    say, would then receive whatever native code (gRPC's core) writes to "stderr", or the
+    program's own file would. Python has already made ``sys.stderr`` None for a closed 2,
+    so the program's view of its streams does not change.
+    """
+    import os
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                return
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def _start_conntrace() -> None:
     try:
         import os
 
         from conntrace import config, sdk
 
+        _cover_closed_standard_fds()
         sdk.start(config.load_config(os.environ))
     except Exception as error:
+        import contextlib
         import sys
 
-        sys.stderr.write(
-            f"conntrace: not started ({type(error).__name__}: {error}); "
-            f"the program runs untraced ({sys.executable})\n"
-        )
+        # No stderr (2>&-): the warning has nowhere to go, and the program runs regardless.
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            sys.stderr.write(
+                f"conntrace: not started ({type(error).__name__}: {error}); "
+                f"the program runs untraced ({sys.executable})\n"
+            )
 
 
 def _bootstrap() -> None:
