@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ from conntrace import _runtime
 from conntrace import attributes as A
 
 from ..conftest import dynamodb
-from ..servers import LocalServer, Request, Response, free_port
+from ..servers import LocalServer, Request, Response
 
 
 @dataclass
@@ -51,7 +52,11 @@ def _run(make_server: Callable[[], LocalServer | None], **config: Any) -> Outcom
     return outcome
 
 
-_CLOSED_PORT = free_port()
+# Bound but never listening, for the whole run: connecting is refused, and no other
+# test's server can take the port meanwhile (a port only picked free once could be).
+_CLOSED = socket.socket()
+_CLOSED.bind(("127.0.0.1", 0))
+_CLOSED_PORT = _CLOSED.getsockname()[1]
 
 
 def _every(n: int, fault: Response) -> Callable[[Request], Response]:
