@@ -14,16 +14,18 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, ClassVar
+from typing import IO, TYPE_CHECKING, ClassVar, TypeVar
 
 from . import attributes as A
 from ._durations import COLUMN, format_ms
-from .ledger import DNS, TCP, Attempt, BaseSink, Call, Event, Setup, Step
+from .ledger import DNS, TCP, Attempt, BaseSink, Call, Event, Step
 
 if TYPE_CHECKING:
     from .findings import Diagnosis, Finding, HostStats
+
+T = TypeVar("T")
 
 BAR_WIDTH = 20
 # Labels are padded to at least this, so that successive waterfalls line up.
@@ -110,42 +112,36 @@ class _Block:
         attempts = "1 attempt" if count == 1 else f"{count} attempts"
         label = f"{head} {style.dot} {attempts if count else 'no HTTP request'}{failed}"
         self.lines.append(_Line("", label, call.start_ns, call.end_ns, ("bold", *_red(failed))))
-        items: list[tuple[int, Attempt | Event]] = [(a.start_ns, a) for a in call.attempts]
-        items += [(event.time_ns, event) for event in call.events if event.name in _NOTES]
-        items.sort(key=lambda item: item[0])
-        for index, (_, item) in enumerate(items):
-            twig = style.elbow if index == len(items) - 1 else style.tee
-            if isinstance(item, Event):
-                self.lines.append(_Line(twig, _note(item), 0, 0, ("yellow",)))
-            else:
-                self.attempt(item, "", twig)
+        below: list[tuple[int, Attempt | Event]] = [(a.start_ns, a) for a in call.attempts]
+        for twig, item in self._branches(below, call.events, ""):
+            self.attempt(item, "", twig)
 
     def attempt(self, attempt: Attempt, lead: str, branch: str) -> None:
         style = self.style
         label, color = _describe_attempt(attempt, style)
         self.lines.append(_Line(lead + branch, label, attempt.start_ns, attempt.end_ns, (color,)))
         inner = lead + ((style.pipe if branch == style.tee else "   ") if branch else "")
-        items: list[tuple[int, Step | Event]] = []
-        if attempt.setup is not None:
-            items += [(step.start_ns, step) for step in attempt.setup.steps]
-        items += [(event.time_ns, event) for event in attempt.events if event.name in _NOTES]
-        items.sort(key=lambda item: item[0])
-        for index, (_, item) in enumerate(items):
-            twig = style.elbow if index == len(items) - 1 else style.tee
-            if isinstance(item, Event):
-                self.lines.append(_Line(inner + twig, _note(item), 0, 0, ("yellow",)))
-            else:
-                failed = _failure(item.error, style)
-                text = _describe_step(item, style) + failed
-                self.lines.append(
-                    _Line(inner + twig, text, item.start_ns, item.end_ns, _red(failed))
-                )
+        steps = attempt.setup.steps if attempt.setup is not None else []
+        below: list[tuple[int, Step | Event]] = [(step.start_ns, step) for step in steps]
+        for twig, step in self._branches(below, attempt.events, inner):
+            failed = _failure(step.error, style)
+            text = _describe_step(step, style) + failed
+            self.lines.append(_Line(twig, text, step.start_ns, step.end_ns, _red(failed)))
 
-    def setup(self, setup: Setup) -> None:
-        """A connect made outside any traced request."""
-        failed = _failure(setup.error, self.style)
-        label = f"connection setup {setup.host}:{setup.port}{failed}"
-        self.lines.append(_Line("", label, setup.start_ns, setup.end_ns, _red(failed)))
+    def _branches(
+        self, below: list[tuple[int, T | Event]], events: Sequence[Event], lead: str
+    ) -> Iterator[tuple[str, T]]:
+        """What hangs beneath a line, in the order it happened: notable events become note
+        lines here; each other item is yielded with the prefix of its line."""
+        style = self.style
+        below = below + [(event.time_ns, event) for event in events if event.name in _NOTES]
+        below.sort(key=lambda item: item[0])
+        for index, (_, item) in enumerate(below):
+            twig = lead + (style.elbow if index == len(below) - 1 else style.tee)
+            if isinstance(item, Event):
+                self.lines.append(_Line(twig, _note(item), 0, 0, ("yellow",)))
+            else:
+                yield twig, item
 
     def render(self) -> str:
         style = self.style

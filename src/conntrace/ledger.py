@@ -7,7 +7,7 @@ because the pool was full, broken), a connection was set up (DNS, TCP, TLS) or c
 attempt or a call ended. The records are small slotted objects that live as long as the
 connection, attempt or call they describe.
 
-Everything a user reads is a view of these records, fed through the ``Sink`` protocol:
+Everything a user reads is a view of these records, fed to ``BaseSink`` readers:
 the findings and per-host counts (``findings.Diagnosis``), OpenTelemetry spans
 (``spans.SpanView``), the terminal view, the metrics, the JSON report and the pytest
 recorder. A layer that records the same facts gets all of them.
@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from . import attributes as A
 from ._context import current_attempt, current_call
@@ -375,29 +375,10 @@ class Attempt:
         return previous.error_type if previous is not None else None
 
 
-class Sink(Protocol):
-    """A reader of the ledger. Each method is called as the fact happens, on the thread
-    that saw it; a sink keeps its own lock. ``None`` pools mean "not known"."""
-
-    def pool_created(self, pool: Pool) -> None: ...
-
-    def checked_out(self, pool: Pool) -> None: ...
-
-    def returned(self, pool: Pool, connection: Connection | None, how: str) -> None: ...
-
-    def connection_opened(self, setup: Setup, pool: Pool | None) -> None: ...
-
-    def connection_closed(self, connection: Connection, closed_ns: int) -> None: ...
-
-    def attempt_ended(self, attempt: Attempt) -> None: ...
-
-    def call_started(self, call: Call) -> None: ...
-
-    def call_ended(self, call: Call) -> None: ...
-
-
 class BaseSink:
-    """A sink that ignores every fact; readers override what they use."""
+    """A reader of the ledger. Each method is called as the fact happens, on the thread that
+    saw it (a reader keeps its own lock); this base ignores every fact, and readers override
+    what they use. ``None`` pools mean "not known"."""
 
     def pool_created(self, pool: Pool) -> None:
         pass
@@ -433,7 +414,7 @@ _pools_per_server: dict[tuple[str, str, int], int] = {}
 _next_connection_id = 0
 # Every connection that opened, while its connection object lives: for the open-connections gauge.
 _connections: weakref.WeakSet[Connection] = weakref.WeakSet()
-sinks: tuple[Sink, ...] = ()
+sinks: tuple[BaseSink, ...] = ()
 
 
 def open_connections() -> list[Connection]:
@@ -441,7 +422,7 @@ def open_connections() -> list[Connection]:
     return [connection for connection in list(_connections) if connection.open]
 
 
-def add_sink(sink: Sink, first: bool = False) -> None:
+def add_sink(sink: BaseSink, first: bool = False) -> None:
     """Feed ``sink`` from now on; ``first`` puts it before the others (the diagnosis must
     see an attempt before the span view builds its call)."""
     global sinks
@@ -450,7 +431,7 @@ def add_sink(sink: Sink, first: bool = False) -> None:
             sinks = (sink, *sinks) if first else (*sinks, sink)
 
 
-def remove_sink(sink: Sink) -> None:
+def remove_sink(sink: BaseSink) -> None:
     global sinks
     with _lock:
         sinks = tuple(known for known in sinks if known is not sink)
@@ -474,10 +455,15 @@ if hasattr(os, "register_at_fork"):  # POSIX only
     os.register_at_fork(after_in_child=_renew_lock_in_child)
 
 
-def _report_error(where: str) -> None:
-    from ._runtime import report_internal_error
+def _tell(fact: str, *args: Any) -> None:
+    """Hand a fact to every reader; a reader's failure is logged once and never spreads."""
+    for sink in sinks:
+        try:
+            getattr(sink, fact)(*args)
+        except Exception:
+            from ._runtime import report_internal_error
 
-    report_internal_error(where)
+            report_internal_error(f"ledger.{fact}")
 
 
 # --- facts ---------------------------------------------------------------------------------------
@@ -488,11 +474,7 @@ def pool_created(pool: Pool) -> None:
         key = (pool.scheme, pool.host, pool.port)
         pool.number = _pools_per_server.get(key, 0) + 1
         _pools_per_server[key] = pool.number
-    for sink in sinks:
-        try:
-            sink.pool_created(pool)
-        except Exception:
-            _report_error("ledger.pool_created")
+    _tell("pool_created", pool)
 
 
 def checked_out(pool: Pool, connection: Connection) -> None:
@@ -501,11 +483,7 @@ def checked_out(pool: Pool, connection: Connection) -> None:
         pool.checked_out += 1
         if pool.checked_out > pool.peak:
             pool.peak = pool.checked_out
-    for sink in sinks:
-        try:
-            sink.checked_out(pool)
-        except Exception:
-            _report_error("ledger.checked_out")
+    _tell("checked_out", pool)
 
 
 def returned(pool: Pool, connection: Connection | None, how: str) -> None:
@@ -519,11 +497,7 @@ def returned(pool: Pool, connection: Connection | None, how: str) -> None:
             pool.discards_pending += 1
     if connection is not None:
         connection.checked_out = False
-    for sink in sinks:
-        try:
-            sink.returned(pool, connection, how)
-        except Exception:
-            _report_error("ledger.returned")
+    _tell("returned", pool, connection, how)
 
 
 def connection_opened(setup: Setup, connection: Connection) -> None:
@@ -541,21 +515,13 @@ def connection_opened(setup: Setup, connection: Connection) -> None:
         _connections.add(connection)
     else:
         connection.open = False
-    for sink in sinks:
-        try:
-            sink.connection_opened(setup, connection.pool)
-        except Exception:
-            _report_error("ledger.connection_opened")
+    _tell("connection_opened", setup, connection.pool)
 
 
 def connection_closed(connection: Connection) -> None:
     connection.open = False
     closed_ns = time.time_ns()
-    for sink in sinks:
-        try:
-            sink.connection_closed(connection, closed_ns)
-        except Exception:
-            _report_error("ledger.connection_closed")
+    _tell("connection_closed", connection, closed_ns)
 
 
 def place_event(event: Event, pool: Pool) -> None:
@@ -573,28 +539,16 @@ def place_event(event: Event, pool: Pool) -> None:
 
 
 def call_started(call: Call) -> None:
-    for sink in sinks:
-        try:
-            sink.call_started(call)
-        except Exception:
-            _report_error("ledger.call_started")
+    _tell("call_started", call)
 
 
 def attempt_ended(attempt: Attempt) -> None:
     attempt.ended = True
     if not attempt.end_ns:
         attempt.end_ns = time.time_ns()
-    for sink in sinks:
-        try:
-            sink.attempt_ended(attempt)
-        except Exception:
-            _report_error("ledger.attempt_ended")
+    _tell("attempt_ended", attempt)
 
 
 def call_ended(call: Call) -> None:
     call.end_ns = time.time_ns()
-    for sink in sinks:
-        try:
-            sink.call_ended(call)
-        except Exception:
-            _report_error("ledger.call_ended")
+    _tell("call_ended", call)

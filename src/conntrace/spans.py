@@ -29,6 +29,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from . import _runtime
 from . import attributes as A
+from ._context import current_attempt
 from ._redact import full_url
 from .ledger import DNS, TCP, Attempt, BaseSink, Call, Event, Pool, Setup, Step
 
@@ -72,8 +73,6 @@ class SpanView(BaseSink):
             self._decide(call, otel_context.get_current(), call.label, call.settings)
 
     def connection_opened(self, setup: Setup, pool: Pool | None) -> None:
-        from ._context import current_attempt
-
         attempt = current_attempt.get()
         if attempt is None or attempt.setup is not setup:
             return
