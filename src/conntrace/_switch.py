@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
 
-def _layer(name: str, trigger: str) -> Layer:
+def _layer(name: str, trigger: str, function: str = "apply") -> Layer:
     def apply(patcher: Patcher, module: ModuleType) -> None:
-        importlib.import_module(f"conntrace.layers.{name}").apply(patcher, module)
+        getattr(importlib.import_module(f"conntrace.layers.{name}"), function)(patcher, module)
 
     return Layer(trigger, apply)
 
@@ -30,6 +30,11 @@ _LAYERS = (
     _layer("pool", "urllib3"),
     _layer("dns_tcp", "urllib3"),
     _layer("tls", "urllib3"),
+    # Name resolution, for urllib3 and httpcore's sync backend alike (socket is always
+    # imported: this patches at once), and for httpcore's async backend through anyio.
+    _layer("dns_tcp", "socket", "apply_getaddrinfo"),
+    _layer("dns_tcp", "anyio._core._sockets", "apply_anyio"),
+    _layer("httpcore", "httpcore"),
     _layer("botocore", "botocore.client"),
     _layer("awslambda", "awslambdaric.lambda_runtime_client"),
 )

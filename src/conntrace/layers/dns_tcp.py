@@ -1,10 +1,17 @@
-"""Layer: name resolution and TCP connect, beneath ``urllib3.util.connection.create_connection``.
+"""Layer: name resolution and TCP connect, beneath ``urllib3.util.connection.create_connection``
+and httpcore's ``connect_tcp``.
 
-urllib3 resolves with ``socket.getaddrinfo`` and then connects, trying each address in
-turn. ``getaddrinfo`` is wrapped process-wide, but only records inside a
-``create_connection`` that belongs to a setup conntrace watches; every other caller pays
-one context lookup. The TCP step runs from the end of the lookup to the connected socket,
-so it covers every address tried.
+urllib3 and httpcore's sync backend resolve with ``socket.getaddrinfo`` and then connect,
+trying each address in turn. ``getaddrinfo`` is wrapped process-wide, but only records
+inside a connect (``Connect``) that belongs to a setup conntrace watches; every other
+caller pays one context lookup. The TCP step runs from the end of the lookup to the
+connected socket, so it covers every address tried.
+
+httpcore's async backend resolves with anyio's ``getaddrinfo``, which asyncio runs in a
+thread pool that does not copy context variables: the sync hook never sees the setup
+there. The lookup is timed around anyio's coroutine instead, in the task that awaits it,
+so the step includes any wait for a free worker thread (as the request did). anyio skips
+the lookup for an IP address, so an async setup to an address has no DNS step.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ _SOCKET_OPTIONS = (
 )
 
 
-class _Connect:
+class Connect:
     """One ``create_connection`` call: a DNS step, then a TCP step."""
 
     __slots__ = ("host", "lookup", "port", "setup", "started", "token")
@@ -68,7 +75,7 @@ class _Connect:
         self.setup.steps.append(step)
 
 
-_resolving: ContextVar[_Connect | None] = ContextVar("conntrace_resolving", default=None)
+_resolving: ContextVar[Connect | None] = ContextVar("conntrace_resolving", default=None)
 
 
 def _addresses(answers: Any) -> tuple[str, ...]:
@@ -94,12 +101,12 @@ def _describe(sock: socket.socket) -> dict[str, Any]:
     return described
 
 
-def _start_connect(instance: Any, args: tuple, kwargs: dict) -> _Connect | None:
+def _start_connect(instance: Any, args: tuple, kwargs: dict) -> Connect | None:
     setup = current_setup.get()
     if setup is None:
         return None
     address = args[0] if args else kwargs["address"]
-    return _Connect(setup, str(address[0]), int(address[1]))
+    return Connect(setup, str(address[0]), int(address[1]))
 
 
 def _getaddrinfo(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -117,12 +124,28 @@ def _getaddrinfo(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs
 
 
 def _record_lookup(
-    connect: _Connect, started: int, answers: Any, error: BaseException | None
+    connect: Connect, started: int, answers: Any, error: BaseException | None
 ) -> None:
     try:
         connect.resolved(started, answers, error)
     except Exception:
         _runtime.report_internal_error("dns.getaddrinfo")
+
+
+async def _getaddrinfo_async(
+    wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
+) -> Any:
+    connect = _resolving.get()
+    if connect is None or connect.lookup is not None or not _runtime.active:
+        return await wrapped(*args, **kwargs)
+    started = time.time_ns()
+    try:
+        answers = await wrapped(*args, **kwargs)
+    except BaseException as error:
+        _record_lookup(connect, started, None, error)
+        raise
+    _record_lookup(connect, started, answers, None)
+    return answers
 
 
 def apply(patcher: Patcher, urllib3: ModuleType) -> None:
@@ -131,4 +154,12 @@ def apply(patcher: Patcher, urllib3: ModuleType) -> None:
         "create_connection",
         _runtime.hook("dns_tcp.create_connection", _start_connect),
     )
+
+
+def apply_getaddrinfo(patcher: Patcher, module: ModuleType) -> None:
     patcher.wrap(socket, "getaddrinfo", _getaddrinfo)
+
+
+def apply_anyio(patcher: Patcher, sockets: ModuleType) -> None:
+    # anyio's connect_tcp calls the module's own getaddrinfo.
+    patcher.wrap(sockets, "getaddrinfo", _getaddrinfo_async)

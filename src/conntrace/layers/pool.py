@@ -94,13 +94,16 @@ class _PoolCreation:
     def finish(self, result: Any, error: BaseException | None) -> None:
         if error is not None:
             return
-        record = _new_pool(self.pool)
-        ledger.pool_created(record)
-        if record.number > 1:
-            ledger.place_event(
-                Event(A.EVENT_POOL_CREATED, _server(record, {A.POOL_COUNT: record.number})),
-                record,
-            )
+        announce_pool(_new_pool(self.pool))
+
+
+def announce_pool(record: Pool) -> None:
+    """A new pool: numbered in the ledger; a second pool for a server is an event."""
+    ledger.pool_created(record)
+    if record.number > 1:
+        ledger.place_event(
+            Event(A.EVENT_POOL_CREATED, _server(record, {A.POOL_COUNT: record.number})), record
+        )
 
 
 def _start_pool_creation(instance: Any, args: tuple, kwargs: dict) -> _PoolCreation:

@@ -1,7 +1,8 @@
 """Layer: the TLS handshake, in ``urllib3.util.ssl_._ssl_wrap_socket_impl``.
 
 That function only wraps the socket (the handshake runs in ``SSLContext.wrap_socket``);
-loading CA certificates happens before it, so the step times the handshake alone.
+loading CA certificates happens before it, so the step times the handshake alone. The
+httpcore layer records its handshakes with the same step (``handshake``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _runtime
 from .. import attributes as A
 from .._context import current_setup
-from ..ledger import TLS, Step
+from ..ledger import TLS, Setup, Step
 
 if TYPE_CHECKING:
     from .._patching import Patcher
@@ -37,16 +38,20 @@ class _Handshake:
             step.details[A.TLS_RESUMED] = bool(getattr(tls_sock, "session_reused", False))
 
 
-def _start_handshake(instance: Any, args: tuple, kwargs: dict) -> _Handshake | None:
-    setup = current_setup.get()
-    if setup is None:
-        return None
-    server_name = args[3] if len(args) > 3 else kwargs.get("server_hostname")
+def handshake(setup: Setup, server_name: str | None) -> _Handshake:
+    """A TLS step of ``setup`` starting now; its ``finish`` takes the TLS socket or object."""
     step = Step(TLS, time.time_ns())
     step.details[A.TLS_PROTOCOL_NAME] = "tls"
     step.details[A.TLS_SERVER_NAME] = server_name or ""
     setup.steps.append(step)
     return _Handshake(step)
+
+
+def _start_handshake(instance: Any, args: tuple, kwargs: dict) -> _Handshake | None:
+    setup = current_setup.get()
+    if setup is None:
+        return None
+    return handshake(setup, args[3] if len(args) > 3 else kwargs.get("server_hostname"))
 
 
 def apply(patcher: Patcher, urllib3: ModuleType) -> None:

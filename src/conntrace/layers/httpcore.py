@@ -1,0 +1,483 @@
+"""Layer: httpcore's connection pools (httpx's transport), sync and async.
+
+httpcore is one pool for every server a client talks to; the ledger keeps one ``Pool`` per
+server of it (the ledger numbers them per server, so a second ``httpx.Client`` to a server
+is ``new_pool``). What each hook records:
+
+* ``ConnectionPool.handle_request`` (``AsyncConnectionPool.handle_async_request``): one
+  attempt, inside the current call or as a call of its own (a plain httpx request, as a
+  plain ``urlopen`` is). It hands httpcore a ``trace`` request extension of its own, which
+  passes every event on to the program's ``trace`` callback, if it set one, unchanged.
+* ``HTTPConnection.handle_request`` (async too): which connection the pool assigned, and
+  when (the pool wait); reused if it is connected, else new and why. httpcore never
+  reconnects a connection object: a lost one is dropped and a new one made, so why it was
+  lost is kept per server (``_Origin.lost``) for the connection that replaces it.
+* The ``trace`` events: the setup and its TCP and TLS steps (``connection.connect_tcp.*``,
+  ``connection.start_tls.*``; DNS comes from the DNS layer inside them), a connect retry
+  (``connection.retry.*``, from ``httpx.HTTPTransport(retries=n)``) as a further attempt,
+  ``Connection: close`` in the response headers, and the response's end
+  (``http11.response_closed.*``), when the connection goes back to the pool or is gone.
+* ``HTTPConnection.has_expired``: a pooled connection the pool is about to drop, because
+  ``keepalive_expiry`` passed or the peer closed it while idle (``stale``).
+* ``HTTPConnection.close`` (``aclose``): the connection's end.
+
+Proxied and Unix-socket pools are left untraced.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable
+
+from .. import _runtime, ledger
+from .. import attributes as A
+from .._context import current_attempt, current_call
+from ..ledger import BROKEN, KEPT, Attempt, Call, Connection, Event, Pool, Setup
+from .dns_tcp import Connect
+from .pool import _start_close, announce_pool, connection_of
+from .tls import handshake
+
+if TYPE_CHECKING:
+    from .._patching import Patcher
+    from .tls import _Handshake
+
+_lock = threading.Lock()
+
+
+def _ms(nanoseconds: int) -> float:
+    return round(nanoseconds / 1e6, 3)
+
+
+class _Origin:
+    """One server of an httpcore pool: its ledger pool, and why connections were lost."""
+
+    __slots__ = ("lost", "pool")
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        # (reason, idle ms when the peer dropped it) for each lost connection not yet replaced.
+        self.lost: list[tuple[str, float | None]] = []
+
+    def reason_for_new(self) -> tuple[str, float | None]:
+        reason = self.pool.reason_for_new_object()
+        if reason == A.REASON_POOL_BUSY and self.lost:
+            return self.lost.pop(0)
+        return reason, None
+
+
+def _origin_of(pool: Any, url: Any) -> _Origin:
+    key = (url.scheme, url.host, url.port)
+    origins: dict[Any, _Origin] | None = pool.__dict__.get("_conntrace_origins")
+    origin = origins.get(key) if origins is not None else None
+    if origin is not None:
+        return origin
+    with _lock:
+        origins = pool.__dict__.setdefault("_conntrace_origins", {})
+        origin = origins.get(key)
+        if origin is not None:
+            return origin
+        # What the pool keeps: max_keepalive_connections, never more than max_connections.
+        kept = pool._max_keepalive_connections
+        record = Pool(
+            url.scheme.decode("ascii"),
+            url.host.decode("ascii"),
+            url.port,
+            kept if kept < 2**31 else 0,
+        )
+        origin = origins[key] = _Origin(record)
+    announce_pool(record)
+    return origin
+
+
+async def _nothing() -> None:
+    """What the async ``trace`` callback returns when the program set none of its own."""
+
+
+def _cause(error: BaseException) -> BaseException:
+    # httpcore raises its own ConnectError from the socket's or ssl's error.
+    return error.__cause__ or error
+
+
+def _closes(http_version: bytes, headers: Any) -> bool:
+    """The response says the server closes the connection after it."""
+    tokens = [value.lower() for name, value in headers if name.lower() == b"connection"]
+    if any(b"close" in value for value in tokens):
+        return True
+    return http_version == b"HTTP/1.0" and not any(b"keep-alive" in value for value in tokens)
+
+
+# --- one request through the pool ----------------------------------------------------------------
+
+
+class _Request:
+    """One request through an httpcore pool: its attempt (more when httpcore retries the
+    connect), the connection it was given, and the ``trace`` callback that hears the rest."""
+
+    __slots__ = (
+        "attempt",
+        "call_token",
+        "conn",
+        "connect",
+        "connection",
+        "https",
+        "origin",
+        "own_call",
+        "setup",
+        "tls",
+        "token",
+        "user",
+    )
+
+    def __init__(self, origin: _Origin, request: Any, is_async: bool) -> None:
+        self.origin = origin
+        self.conn: Any = None
+        self.connection: Connection | None = None
+        self.setup: Setup | None = None
+        self.connect: Connect | None = None
+        self.tls: _Handshake | None = None
+        url = request.url
+        self.https = url.scheme in (b"https", b"wss")
+        call = current_call.get()
+        own_call = None
+        if call is None:
+            pool = origin.pool
+            call = own_call = Call(f"{pool.host}:{pool.port}", {})
+            ledger.call_started(call)
+        self.own_call = own_call
+        self.attempt = self._attempt(call, request.method.decode("ascii"), url.target.decode())
+        # The program's own callback, called as before; a request sent twice keeps one.
+        extensions = request.extensions
+        user = extensions.get("trace")
+        earlier = getattr(user, "__self__", None)
+        self.user: Callable[..., Any] | None = (
+            earlier.user if isinstance(earlier, _Request) else user
+        )
+        request.extensions = {**extensions, "trace": self.trace_async if is_async else self.trace}
+        self.call_token = current_call.set(own_call) if own_call is not None else None
+        self.token = current_attempt.set(self.attempt)
+
+    def _attempt(self, call: Call, method: str, target: str) -> Attempt:
+        pool = self.origin.pool
+        attempt = Attempt(call, pool, method, target)
+        call.attempts.append(attempt)
+        call.attempt_started(attempt)
+        if pool.pending:
+            attempt.events.extend(pool.pending)
+            pool.pending.clear()
+        return attempt
+
+    # The callbacks httpcore calls; what they return is the program's callback's own answer.
+
+    def trace(self, name: str, info: dict[str, Any]) -> Any:
+        self.heard(name, info)
+        return self.user(name, info) if self.user is not None else None
+
+    def trace_async(self, name: str, info: dict[str, Any]) -> Any:
+        self.heard(name, info)
+        return self.user(name, info) if self.user is not None else _nothing()
+
+    def heard(self, name: str, info: dict[str, Any]) -> None:
+        handler = _EVENTS.get(name)
+        if handler is None or not _runtime.active:
+            return
+        try:
+            handler(self, info)
+        except Exception:
+            _runtime.report_internal_error(f"httpcore.trace {name}")
+
+    # --- the pool's answer -----------------------------------------------------------------
+
+    def finish(self, result: Any, error: BaseException | None) -> None:
+        current_attempt.reset(self.token)
+        status = getattr(result, "status", None)
+        attempt = self.attempt
+        if not attempt.ended:
+            if attempt.status is None:
+                attempt.status = status
+            if attempt.error is None:
+                attempt.error = error
+            ledger.attempt_ended(attempt)
+        call = self.own_call
+        if call is not None:
+            current_call.reset(self.call_token)  # type: ignore[arg-type]
+            call.status = status
+            call.error = error
+            ledger.call_ended(call)
+
+    # --- the connection the pool assigned ------------------------------------------------------
+
+    def assigned(self, conn: Any) -> None:
+        now = time.time_ns()
+        origin = self.origin
+        pool = origin.pool
+        connection = self.connection = connection_of(conn, pool)
+        conn._conntrace_origin = origin
+        self.conn = conn
+        attempt = self.attempt
+        attempt.connection = connection
+        attempt.wait_ms = _ms(now - attempt.start_ns)
+        ledger.checked_out(pool, connection)
+        if conn._connection is not None:
+            attempt.reused = True
+            if connection.released_ns is not None:
+                attempt.idle_ms = _ms(now - connection.released_ns)
+            return
+        reason, idle = origin.reason_for_new()
+        attempt.reason = reason
+        if idle is not None:
+            attempt.idle_dropped_ms.append(idle)
+
+    def exchanged(self, error: BaseException | None) -> None:
+        now = time.time_ns()
+        connection = self.connection
+        if connection is None:
+            return
+        if isinstance(error, _not_available):
+            # The connection was taken by another request first: the pool assigns another.
+            self.connection = None
+            attempt = self.attempt
+            attempt.connection, attempt.reused, attempt.reason = None, False, None
+            ledger.returned(self.origin.pool, connection, KEPT)
+            return
+        attempt = self.attempt
+        attempt.exchanged = True
+        attempt.end_ns = now
+        if connection.id is not None:
+            connection.requests += 1
+            attempt.request_number = connection.requests
+            attempt.age_ms = _ms(now - connection.opened_ns)
+        if error is not None and self.conn._connection is None:
+            # The connect failed: no response will close anything.
+            ledger.returned(self.origin.pool, connection, BROKEN)
+
+    # --- the trace events ------------------------------------------------------------------------
+
+    def tcp_started(self, info: dict[str, Any]) -> None:
+        attempt = self.attempt
+        pool = self.origin.pool
+        host, port = str(info["host"]), int(info["port"])
+        setup = self.setup = Setup(
+            host, port, attempt.reason or A.REASON_FIRST, pool.max_size, time.time_ns()
+        )
+        attempt.setup = setup
+        self.connect = Connect(setup, host, port)
+
+    def tcp_complete(self, info: dict[str, Any]) -> None:
+        connect = self.connect
+        if connect is None:
+            return
+        self.connect = None
+        connect.finish(info["return_value"].get_extra_info("socket"), None)
+        if not self.https:
+            self.opened(None)
+
+    def tcp_failed(self, info: dict[str, Any]) -> None:
+        connect = self.connect
+        if connect is None:
+            return
+        self.connect = None
+        error = info["exception"]
+        connect.finish(None, _cause(error))
+        self.opened(error)
+
+    def tls_started(self, info: dict[str, Any]) -> None:
+        if self.setup is not None:
+            self.tls = handshake(self.setup, info.get("server_hostname"))
+
+    def tls_ended(self, info: dict[str, Any]) -> None:
+        step = self.tls
+        if step is None:
+            return
+        self.tls = None
+        error = info.get("exception")
+        if error is None:
+            step.finish(info["return_value"].get_extra_info("ssl_object"), None)
+        else:
+            step.finish(None, _cause(error))
+        self.opened(error)
+
+    def opened(self, error: BaseException | None) -> None:
+        setup, connection = self.setup, self.connection
+        if setup is None or connection is None:
+            return
+        setup.end_ns = time.time_ns()
+        setup.error = error
+        ledger.connection_opened(setup, connection)
+
+    def retry(self, info: dict[str, Any]) -> None:
+        # httpcore connects again on the same connection object after a backoff: the failed
+        # try ends as an attempt, and the next one opens a connection because of that error.
+        connection, setup = self.connection, self.setup
+        if connection is None or setup is None:
+            return
+        failed = self.attempt
+        failed.error = setup.error
+        self.exchanged(setup.error)
+        ledger.attempt_ended(failed)
+        attempt = self.attempt = self._attempt(failed.call, failed.method, failed.url)
+        current_attempt.set(attempt)
+        self.setup = None
+        attempt.connection = connection
+        ledger.checked_out(self.origin.pool, connection)
+        attempt.reason, _idle = self.origin.reason_for_new()
+
+    def headers(self, info: dict[str, Any]) -> None:
+        http_version, status, _phrase, headers = info["return_value"]
+        attempt = self.attempt
+        attempt.status = status
+        connection = self.connection
+        if connection is not None and _closes(http_version, headers):
+            connection.server_closed = True
+            attempt.closed_by_server = True
+            attempt.events.append(
+                Event(A.EVENT_SERVER_CLOSED, {A.CONNECTION_ID: connection.id or 0})
+            )
+
+    def response_closed(self, info: dict[str, Any]) -> None:
+        connection, conn = self.connection, self.conn
+        if connection is None or not connection.checked_out:
+            return
+        origin = self.origin
+        if not conn.is_closed():
+            connection.released_ns = time.time_ns()
+            ledger.returned(origin.pool, connection, KEPT)
+            return
+        if connection.server_closed:
+            ledger.returned(origin.pool, connection, KEPT)
+            origin.lost.append((A.REASON_SERVER_CLOSED, None))
+        else:
+            # An error, or a response closed before its body was read: httpcore drops it.
+            ledger.returned(origin.pool, connection, BROKEN)
+        if connection.open:
+            ledger.connection_closed(connection)
+
+
+_EVENTS: dict[str, Callable[[_Request, dict[str, Any]], None]] = {
+    "connection.connect_tcp.started": _Request.tcp_started,
+    "connection.connect_tcp.complete": _Request.tcp_complete,
+    "connection.connect_tcp.failed": _Request.tcp_failed,
+    "connection.start_tls.started": _Request.tls_started,
+    "connection.start_tls.complete": _Request.tls_ended,
+    "connection.start_tls.failed": _Request.tls_ended,
+    "connection.retry.started": _Request.retry,
+    "http11.receive_response_headers.complete": _Request.headers,
+    "http11.response_closed.complete": _Request.response_closed,
+    "http11.response_closed.failed": _Request.response_closed,
+}
+# httpcore.ConnectionNotAvailable, once httpcore is imported.
+_not_available: type[BaseException] | tuple[()] = ()
+
+
+def _traced_pool(pool: Any) -> bool:
+    return (
+        getattr(pool, "_proxy", None) is None
+        and getattr(pool, "_uds", None) is None
+        and not hasattr(pool, "_proxy_url")
+    )
+
+
+def _start_request(is_async: bool) -> Callable[[Any, tuple, dict], _Request | None]:
+    def start(instance: Any, args: tuple, kwargs: dict) -> _Request | None:
+        request = args[0] if args else kwargs["request"]
+        if not _traced_pool(instance) or request.url.scheme not in (b"http", b"https"):
+            return None
+        return _Request(_origin_of(instance, request.url), request, is_async)
+
+    return start
+
+
+class _Send:
+    __slots__ = ("probe",)
+
+    def __init__(self, probe: _Request) -> None:
+        self.probe = probe
+
+    def finish(self, result: Any, error: BaseException | None) -> None:
+        self.probe.exchanged(error)
+
+
+def _start_send(instance: Any, args: tuple, kwargs: dict) -> _Send | None:
+    request = args[0] if args else kwargs["request"]
+    probe = getattr(request.extensions.get("trace"), "__self__", None)
+    if not isinstance(probe, _Request):
+        return None
+    probe.assigned(instance)
+    return _Send(probe)
+
+
+# --- a pooled connection the pool drops ----------------------------------------------------------
+
+
+class _Expiry:
+    __slots__ = ("conn", "connection")
+
+    def __init__(self, conn: Any, connection: Connection) -> None:
+        self.conn = conn
+        self.connection = connection
+
+    def finish(self, expired: Any, error: BaseException | None) -> None:
+        if expired is not True:
+            return
+        origin: _Origin | None = getattr(self.conn, "_conntrace_origin", None)
+        if origin is None:
+            return
+        connection = self.connection
+        expire_at = getattr(self.conn._connection, "_expire_at", None)
+        if expire_at is not None and time.monotonic() > expire_at:
+            # httpx's own keepalive_expiry: the client drops it, not the peer.
+            origin.lost.append((A.REASON_STALE, None))
+            return
+        idle = _ms(time.time_ns() - connection.released_ns) if connection.released_ns else 0.0
+        origin.lost.append((A.REASON_STALE, idle))
+        ledger.place_event(
+            Event(
+                A.EVENT_CONNECTION_DROPPED,
+                {A.CONNECTION_ID: connection.id or 0, A.CONNECTION_IDLE_MS: idle},
+            ),
+            origin.pool,
+        )
+
+
+def _start_expiry(instance: Any, args: tuple, kwargs: dict) -> _Expiry | None:
+    connection: Connection | None = getattr(instance, "_conntrace", None)
+    if connection is None or not connection.open or connection.checked_out:
+        return None
+    return _Expiry(instance, connection)
+
+
+def apply(patcher: Patcher, httpcore: ModuleType) -> None:
+    global _not_available
+    _not_available = httpcore.ConnectionNotAvailable
+    hook, hook_async = _runtime.hook, _runtime.hook_async
+    patcher.wrap(
+        httpcore, "ConnectionPool.handle_request", hook("httpcore.request", _start_request(False))
+    )
+    patcher.wrap(
+        httpcore,
+        "AsyncConnectionPool.handle_async_request",
+        hook_async("httpcore.request", _start_request(True)),
+    )
+    # The hooks below keep books only: they act on requests the pool hook took up.
+    patcher.wrap(
+        httpcore,
+        "HTTPConnection.handle_request",
+        hook("httpcore.connection", _start_send, makes_spans=False),
+    )
+    patcher.wrap(
+        httpcore,
+        "AsyncHTTPConnection.handle_async_request",
+        hook_async("httpcore.connection", _start_send, makes_spans=False),
+    )
+    expiry = hook("httpcore.has_expired", _start_expiry, makes_spans=False)
+    patcher.wrap(httpcore, "HTTPConnection.has_expired", expiry)
+    patcher.wrap(httpcore, "AsyncHTTPConnection.has_expired", expiry)
+    patcher.wrap(
+        httpcore, "HTTPConnection.close", hook("httpcore.close", _start_close, makes_spans=False)
+    )
+    patcher.wrap(
+        httpcore,
+        "AsyncHTTPConnection.aclose",
+        hook_async("httpcore.close", _start_close, makes_spans=False),
+    )
