@@ -16,7 +16,7 @@ is ``new_pool``). What each hook records:
   ``connection.start_tls.*``; DNS comes from the DNS layer inside them), a connect retry
   (``connection.retry.*``, from ``httpx.HTTPTransport(retries=n)``) as a further attempt,
   ``Connection: close`` in the response headers, and the response's end
-  (``http11.response_closed.*``), when the connection goes back to the pool or is gone.
+  (``http11.response_closed.*``): kept for the next request, or lost and why.
 * ``HTTPConnection.has_expired``: a pooled connection the pool is about to drop, because
   ``keepalive_expiry`` passed or the peer closed it while idle (``stale``).
 * ``HTTPConnection.close`` (``aclose``): the connection's end.
@@ -96,8 +96,11 @@ async def _nothing() -> None:
 
 
 def _cause(error: BaseException) -> BaseException:
-    # httpcore raises its own ConnectError from the socket's or ssl's error.
-    return error.__cause__ or error
+    # httpcore raises its own ConnectError from the socket's or ssl's error (from anyio's
+    # "All connection attempts failed" in turn, for the async backend).
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
 
 
 def _closes(http_version: bytes, headers: Any) -> bool:
@@ -123,6 +126,7 @@ class _Request:
         "connection",
         "https",
         "origin",
+        "out",
         "own_call",
         "setup",
         "tls",
@@ -137,6 +141,8 @@ class _Request:
         self.setup: Setup | None = None
         self.connect: Connect | None = None
         self.tls: _Handshake | None = None
+        # The connection is checked out (counted as in use) by this request.
+        self.out = False
         url = request.url
         self.https = url.scheme in (b"https", b"wss")
         call = current_call.get()
@@ -218,7 +224,6 @@ class _Request:
         attempt = self.attempt
         attempt.connection = connection
         attempt.wait_ms = _ms(now - attempt.start_ns)
-        ledger.checked_out(pool, connection)
         if conn._connection is not None:
             attempt.reused = True
             if connection.released_ns is not None:
@@ -229,6 +234,21 @@ class _Request:
         if idle is not None:
             attempt.idle_dropped_ms.append(idle)
 
+    def check_out(self, info: dict[str, Any]) -> None:
+        # Counted once the request has the connection for itself (it connects it, or sends
+        # on it): the async pool may hand one idle connection to two waiting requests, and
+        # the second then asks again (ConnectionNotAvailable).
+        connection = self.connection
+        if connection is not None and not self.out:
+            self.out = True
+            ledger.checked_out(self.origin.pool, connection)
+
+    def give_back(self, how: str) -> None:
+        connection = self.connection
+        if connection is not None and self.out:
+            self.out = False
+            ledger.returned(self.origin.pool, connection, how)
+
     def exchanged(self, error: BaseException | None) -> None:
         now = time.time_ns()
         connection = self.connection
@@ -236,10 +256,10 @@ class _Request:
             return
         if isinstance(error, _not_available):
             # The connection was taken by another request first: the pool assigns another.
+            self.give_back(KEPT)
             self.connection = None
             attempt = self.attempt
             attempt.connection, attempt.reused, attempt.reason = None, False, None
-            ledger.returned(self.origin.pool, connection, KEPT)
             return
         attempt = self.attempt
         attempt.exchanged = True
@@ -250,11 +270,12 @@ class _Request:
             attempt.age_ms = _ms(now - connection.opened_ns)
         if error is not None and self.conn._connection is None:
             # The connect failed: no response will close anything.
-            ledger.returned(self.origin.pool, connection, BROKEN)
+            self.give_back(BROKEN)
 
     # --- the trace events ------------------------------------------------------------------------
 
     def tcp_started(self, info: dict[str, Any]) -> None:
+        self.check_out(info)
         attempt = self.attempt
         pool = self.origin.pool
         host, port = str(info["host"]), int(info["port"])
@@ -320,7 +341,6 @@ class _Request:
         current_attempt.set(attempt)
         self.setup = None
         attempt.connection = connection
-        ledger.checked_out(self.origin.pool, connection)
         attempt.reason, _idle = self.origin.reason_for_new()
 
     def headers(self, info: dict[str, Any]) -> None:
@@ -335,22 +355,26 @@ class _Request:
                 Event(A.EVENT_SERVER_CLOSED, {A.CONNECTION_ID: connection.id or 0})
             )
 
-    def response_closed(self, info: dict[str, Any]) -> None:
-        connection, conn = self.connection, self.conn
-        if connection is None or not connection.checked_out:
+    def returning(self, info: dict[str, Any]) -> None:
+        # Decided before httpcore marks the connection idle: from then on the pool can give
+        # it to a waiting request, whose checkout must not count this one as still out.
+        connection = self.connection
+        if connection is None or not self.out:
             return
-        origin = self.origin
-        if not conn.is_closed():
+        state = getattr(self.conn._connection, "_h11_state", None)
+        if state is not None and state.our_state is _DONE and state.their_state is _DONE:
             connection.released_ns = time.time_ns()
-            ledger.returned(origin.pool, connection, KEPT)
-            return
-        if connection.server_closed:
-            ledger.returned(origin.pool, connection, KEPT)
-            origin.lost.append((A.REASON_SERVER_CLOSED, None))
+            self.give_back(KEPT)
+        elif connection.server_closed:
+            self.give_back(KEPT)
+            self.origin.lost.append((A.REASON_SERVER_CLOSED, None))
         else:
             # An error, or a response closed before its body was read: httpcore drops it.
-            ledger.returned(origin.pool, connection, BROKEN)
-        if connection.open:
+            self.give_back(BROKEN)
+
+    def response_closed(self, info: dict[str, Any]) -> None:
+        connection = self.connection
+        if connection is not None and connection.open and self.conn.is_closed():
             ledger.connection_closed(connection)
 
 
@@ -362,12 +386,15 @@ _EVENTS: dict[str, Callable[[_Request, dict[str, Any]], None]] = {
     "connection.start_tls.complete": _Request.tls_ended,
     "connection.start_tls.failed": _Request.tls_ended,
     "connection.retry.started": _Request.retry,
+    "http11.send_request_headers.started": _Request.check_out,
     "http11.receive_response_headers.complete": _Request.headers,
+    "http11.response_closed.started": _Request.returning,
     "http11.response_closed.complete": _Request.response_closed,
     "http11.response_closed.failed": _Request.response_closed,
 }
-# httpcore.ConnectionNotAvailable, once httpcore is imported.
+# httpcore.ConnectionNotAvailable and h11.DONE, once httpcore is imported.
 _not_available: type[BaseException] | tuple[()] = ()
+_DONE: Any = None
 
 
 def _traced_pool(pool: Any) -> bool:
@@ -448,8 +475,11 @@ def _start_expiry(instance: Any, args: tuple, kwargs: dict) -> _Expiry | None:
 
 
 def apply(patcher: Patcher, httpcore: ModuleType) -> None:
-    global _not_available
+    global _DONE, _not_available
+    import h11
+
     _not_available = httpcore.ConnectionNotAvailable
+    _DONE = h11.DONE
     hook, hook_async = _runtime.hook, _runtime.hook_async
     patcher.wrap(
         httpcore, "ConnectionPool.handle_request", hook("httpcore.request", _start_request(False))

@@ -1,0 +1,401 @@
+"""httpx over httpcore, sync and async: what conntrace sees against what the server counted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import httpcore
+import httpx
+import pytest
+import wrapt
+
+import conntrace
+from conntrace import attributes as A
+
+from ..servers import LocalServer, Response, wait_until
+
+
+def _host(diagnosis: Any, local: LocalServer) -> dict[str, Any]:
+    [host] = [h for h in diagnosis.hosts() if h["server_port"] == local.port]
+    return host
+
+
+def _opened(host: dict[str, Any]) -> int:
+    return sum(host["connections_opened"].values())
+
+
+def _reasons(spans: Any) -> list[str | None]:
+    return [span.attributes.get(A.CONNECTION_REASON) for span in spans.attempts]
+
+
+def _trusting(ca: Any) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port bound on 127.0.0.1 with no listener, held for the test: connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def test_requests_on_one_client_share_one_connection(driver, server, spans, diagnosis):
+    local = server()
+    assert driver.requests(local.url, 5) == [200] * 5
+
+    assert len(local.connections) == 1 and local.connections[0].requests == 5
+    attempts = spans.attempts
+    assert [span.attributes[A.CONNECTION_REUSED] for span in attempts] == [False] + [True] * 4
+    assert _reasons(spans) == [A.REASON_FIRST] + [None] * 4
+    assert [span.attributes[A.CONNECTION_REQUEST_NUMBER] for span in attempts] == [1, 2, 3, 4, 5]
+    assert len({span.attributes[A.CONNECTION_ID] for span in attempts}) == 1
+    assert all(span.attributes[A.CONNECTION_IDLE_MS] >= 0 for span in attempts[1:])
+    [setup] = spans.setups
+    assert setup.attributes[A.CONNECTION_REASON] == A.REASON_FIRST
+    host = _host(diagnosis, local)
+    assert host["requests"] == len(local.requests) == 5
+    assert _opened(host) == len(local.connections) == 1
+    assert host["reused"] == 4
+    assert diagnosis.findings() == []
+
+
+def test_https_connection_has_dns_tcp_and_tls_steps(driver, tls_server, ca, spans, diagnosis):
+    local = tls_server()
+    assert driver.requests(local.url, 2, verify=_trusting(ca)) == [200, 200]
+
+    assert len(local.connections) == 1
+    first, second = spans.attempts
+    [setup] = spans.children(first)
+    steps = sorted(spans.children(setup), key=lambda span: span.start_time)
+    assert [span.name for span in steps] == [
+        "DNS lookup localhost",
+        f"socket connect 127.0.0.1:{local.port}",
+        "TLS client handshake localhost",
+    ]
+    dns, tcp, tls = steps
+    assert list(dns.attributes[A.DNS_ANSWERS]) == ["127.0.0.1"]
+    assert tcp.attributes[A.NETWORK_LOCAL_PORT] == local.connections[0].client_port
+    assert tls.attributes[A.TLS_PROTOCOL_VERSION] in ("1.2", "1.3")
+    assert tls.attributes[A.TLS_CIPHER]
+    assert dns.end_time <= tcp.start_time <= tcp.end_time <= tls.start_time
+    assert setup.start_time <= dns.start_time and tls.end_time <= setup.end_time
+    assert second.attributes[A.CONNECTION_REUSED] is True
+    assert spans.children(second) == []
+    assert _host(diagnosis, local)["dns_lookups"] == 1
+
+
+def test_a_client_per_call_is_a_new_pool(driver, server, spans, diagnosis):
+    local = server()
+    for _ in range(3):
+        assert driver.requests(local.url, 1) == [200]
+
+    assert len(local.connections) == 3
+    assert _reasons(spans) == [A.REASON_FIRST, A.REASON_NEW_POOL, A.REASON_NEW_POOL]
+    host = _host(diagnosis, local)
+    assert _opened(host) == 3 and host["pools"] == 3
+    assert A.FINDING_CLIENT_RECREATED in [finding.id for finding in diagnosis.findings()]
+
+
+def test_more_requests_than_max_connections_wait_for_the_pool(driver, server, spans, diagnosis):
+    local = server(respond=lambda request: Response(delay=0.3))
+    limits = httpx.Limits(max_connections=2)
+    assert driver.concurrent(local.url, 4, limits=limits) == [200] * 4
+
+    assert len(local.connections) == 2 and len(local.requests) == 4
+    new = [span for span in spans.attempts if not span.attributes[A.CONNECTION_REUSED]]
+    reused = [span for span in spans.attempts if span.attributes[A.CONNECTION_REUSED]]
+    assert sorted(span.attributes[A.CONNECTION_REASON] for span in new) == [
+        A.REASON_FIRST,
+        A.REASON_POOL_BUSY,
+    ]
+    # The two beyond the limit waited for a response of 0.3 s to free a connection.
+    assert len(reused) == 2
+    assert all(span.attributes[A.POOL_WAIT_MS] > 100 for span in reused)
+    host = _host(diagnosis, local)
+    assert host["max_concurrency"] == 2 and host["pool_max_size"] == 2
+    assert _opened(host) == 2 and host["requests"] == 4
+
+
+def test_a_connection_the_server_closed_while_idle_is_stale(driver, server, spans, diagnosis):
+    local = server()
+
+    def close_idle(http: Any) -> Any:
+        local.close_idle_connections()
+        assert wait_until(lambda: not local._open)
+        return http.get(local.url)
+
+    outcomes = driver.each([lambda http: http.get(local.url), close_idle])
+    assert [response.status_code for response in outcomes] == [200, 200]
+
+    assert len(local.connections) == 2
+    first, second = spans.attempts
+    assert second.attributes[A.CONNECTION_REASON] == A.REASON_STALE
+    [dropped] = [event for event in second.events if event.name == A.EVENT_CONNECTION_DROPPED]
+    assert dropped.attributes[A.CONNECTION_ID] == first.attributes[A.CONNECTION_ID]
+    host = _host(diagnosis, local)
+    assert host["dropped_idle"] == 1 and host["connections_opened"][A.REASON_STALE] == 1
+    assert A.FINDING_IDLE_DROPPED in [finding.id for finding in diagnosis.findings()]
+
+
+def test_keepalive_expiry_is_stale_without_a_peer_drop(driver, server, spans, diagnosis):
+    local = server()
+    limits = httpx.Limits(keepalive_expiry=0)
+
+    def later(http: Any) -> Any:
+        assert wait_until(lambda: False, timeout=0.05) is False
+        return http.get(local.url)
+
+    outcomes = driver.each([lambda http: http.get(local.url), later], limits=limits)
+    assert [response.status_code for response in outcomes] == [200, 200]
+
+    assert len(local.connections) == 2
+    assert _reasons(spans) == [A.REASON_FIRST, A.REASON_STALE]
+    # httpx dropped it itself: no connection was found closed by the peer.
+    assert not [e for e in spans.attempts[1].events if e.name == A.EVENT_CONNECTION_DROPPED]
+    assert _host(diagnosis, local)["dropped_idle"] == 0
+
+
+def test_connection_close_responses_are_server_closed(driver, server, spans, diagnosis):
+    local = server(close_after_response=True)
+    assert driver.requests(local.url, 3) == [200] * 3
+
+    assert len(local.connections) == 3
+    assert _reasons(spans) == [A.REASON_FIRST, A.REASON_SERVER_CLOSED, A.REASON_SERVER_CLOSED]
+    for span in spans.attempts:
+        assert A.EVENT_SERVER_CLOSED in [event.name for event in span.events]
+    host = _host(diagnosis, local)
+    assert host["closed_by_server"] == 3 and _opened(host) == 3
+    assert A.FINDING_SERVER_CLOSES in [finding.id for finding in diagnosis.findings()]
+
+
+def test_a_refused_port_fails_the_connect_step(driver, refused_port, spans, diagnosis):
+    [outcome] = driver.each([lambda http: http.get(f"http://127.0.0.1:{refused_port}/")])
+    assert isinstance(outcome, httpx.ConnectError)
+
+    [tcp] = spans.named("socket connect")
+    assert tcp.status.status_code.name == "ERROR"
+    assert tcp.attributes[A.ERROR_TYPE] == "ConnectionRefusedError"
+    assert tcp.attributes[A.SERVER_PORT] == refused_port
+    [setup] = spans.setups
+    assert setup.status.status_code.name == "ERROR"
+    [attempt] = spans.attempts
+    assert attempt.attributes[A.ERROR_TYPE] == "ConnectError"
+    assert attempt.attributes[A.CONNECTION_REASON] == A.REASON_FIRST
+    assert A.CONNECTION_ID not in attempt.attributes
+
+
+def test_connect_retries_are_further_attempts(driver, refused_port, spans, diagnosis):
+    transport = (
+        httpx.HTTPTransport(retries=1)
+        if driver.mode == "sync"
+        else httpx.AsyncHTTPTransport(retries=1)
+    )
+    url = f"http://127.0.0.1:{refused_port}/"
+    [outcome] = driver.each([lambda http: http.get(url)], transport=transport)
+    assert isinstance(outcome, httpx.ConnectError)
+
+    first, second = spans.attempts
+    assert first.attributes[A.CONNECTION_REASON] == A.REASON_FIRST
+    assert second.attributes[A.CONNECTION_REASON] == A.REASON_ERROR
+    assert second.attributes[A.HTTP_REQUEST_RESEND_COUNT] == 1
+    assert first.parent == second.parent
+    assert len(spans.named("socket connect")) == 2
+
+
+def test_a_bad_certificate_fails_the_tls_step(driver, tls_server, spans, diagnosis):
+    local = tls_server()
+    [outcome] = driver.each([lambda http: http.get(local.url)], verify=ssl.create_default_context())
+    assert isinstance(outcome, httpx.ConnectError)
+
+    [tls] = spans.named("TLS client handshake")
+    assert tls.status.status_code.name == "ERROR"
+    assert tls.attributes[A.ERROR_TYPE] == "SSLCertVerificationError"
+    [setup] = spans.setups
+    assert setup.status.status_code.name == "ERROR"
+    [attempt] = spans.attempts
+    assert attempt.status.status_code.name == "ERROR"
+
+
+def _trace_names(driver: Any, url: str) -> list[str]:
+    heard: list[str] = []
+    if driver.mode == "sync":
+
+        def callback(name: str, info: dict[str, Any]) -> None:
+            heard.append(name)
+
+    else:
+
+        async def callback(name: str, info: dict[str, Any]) -> None:  # type: ignore[misc]
+            heard.append(name)
+
+    driver.each([lambda http: http.get(url, extensions={"trace": callback})] * 2)
+    return heard
+
+
+def test_the_programs_own_trace_callback_hears_the_same_events(driver, server, spans_off):
+    local = server()
+    without = _trace_names(driver, local.url)
+    spans = spans_off.enable()
+    with_conntrace = _trace_names(driver, local.url)
+
+    assert "connection.connect_tcp.started" in without
+    assert with_conntrace == without
+    assert len(spans.attempts) == 2
+
+
+_FAILING = ("refused", "bad certificate", "404", "read timeout")
+
+
+def _outcomes(driver: Any, local: LocalServer, tls: LocalServer, port: int) -> list[Any]:
+    def described(outcome: Any) -> Any:
+        if isinstance(outcome, Exception):
+            return (type(outcome), str(outcome))
+        return (outcome.status_code, outcome.content)
+
+    missing = f"{local.url}/missing"
+    slow = f"{local.url}/slow"
+    calls = [
+        lambda http: http.get(f"http://127.0.0.1:{port}/"),
+        lambda http: http.get(tls.url),
+        lambda http: http.get(missing),
+        lambda http: http.get(slow, timeout=0.2),
+        lambda http: http.get(local.url),
+    ]
+    return [described(outcome) for outcome in driver.each(calls)]
+
+
+def test_the_programs_results_and_exceptions_are_unchanged(
+    driver, server, tls_server, refused_port, spans_off
+):
+    def respond(request: Any) -> Response:
+        if request.target == "/missing":
+            return Response(status=404, body=b"nope")
+        if request.target == "/slow":
+            return Response(delay=0.6)
+        return Response(body=b"hello")
+
+    local = server(respond=respond)
+    tls = tls_server()
+    without = _outcomes(driver, local, tls, refused_port)
+    spans = spans_off.enable()
+    with_conntrace = _outcomes(driver, local, tls, refused_port)
+
+    assert with_conntrace == without
+    assert [kind for kind, _ in without[:2]] == [httpx.ConnectError, httpx.ConnectError]
+    assert without[2] == (404, b"nope") and without[3][0] is httpx.ReadTimeout
+    assert without[4] == (200, b"hello")
+    assert len(spans.attempts) == 5
+
+
+def test_uninstrument_restores_httpcore(server):
+    originals = {
+        (cls, name): vars(cls)[name]
+        for cls, name in (
+            (httpcore.ConnectionPool, "handle_request"),
+            (httpcore.AsyncConnectionPool, "handle_async_request"),
+            (httpcore.HTTPConnection, "handle_request"),
+            (httpcore.HTTPConnection, "close"),
+            (httpcore.AsyncHTTPConnection, "aclose"),
+        )
+    }
+    conntrace.instrument()
+    try:
+        assert isinstance(vars(httpcore.ConnectionPool)["handle_request"], wrapt.FunctionWrapper)
+        assert isinstance(
+            vars(httpcore.AsyncConnectionPool)["handle_async_request"], wrapt.FunctionWrapper
+        )
+    finally:
+        conntrace.uninstrument()
+    for (cls, name), original in originals.items():
+        assert vars(cls)[name] is original
+    local = server()
+    assert httpx.get(local.url).status_code == 200
+
+
+def test_importing_conntrace_leaves_httpx_alone_until_the_program_imports_it():
+    script = textwrap.dedent(
+        """
+        import sys
+        import conntrace
+        conntrace.instrument()
+        assert not any(
+            m.split(".")[0] in ("httpx", "httpcore", "anyio") for m in sys.modules
+        ), "eager"
+        import httpx, httpcore, wrapt
+        assert isinstance(vars(httpcore.ConnectionPool)["handle_request"], wrapt.FunctionWrapper)
+        print("lazy ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "lazy ok"
+
+
+_UNRESOLVABLE = textwrap.dedent(
+    """
+    import asyncio, json
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import conntrace
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    conntrace.instrument(tracer_provider=provider)
+    import httpx
+
+    URL = "http://no-such-host.invalid/"
+
+    async def get_async():
+        async with httpx.AsyncClient() as http:
+            await http.get(URL)
+
+    outcomes = []
+    for get in (lambda: httpx.Client().get(URL), lambda: asyncio.run(get_async())):
+        try:
+            get()
+        except Exception as error:
+            outcomes.append(type(error).__name__)
+    spans = [
+        {"name": s.name, "status": s.status.status_code.name, "attributes": dict(s.attributes)}
+        for s in exporter.get_finished_spans()
+    ]
+    print(json.dumps({"outcomes": outcomes, "spans": spans}))
+    """
+)
+
+
+def test_an_unresolvable_host_fails_the_dns_step(tmp_path):
+    # Resolving a name would ask this machine's resolver, off the machine: run the lookup
+    # in a new network namespace, where it fails at once and nothing leaves loopback.
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-n", "true"]).returncode != 0:
+        pytest.fail("this test needs `unshare -n` (util-linux, run as root)")
+    script = tmp_path / "resolve.py"
+    script.write_text(_UNRESOLVABLE)
+    done = subprocess.run(
+        [unshare, "-n", sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+
+    assert result["outcomes"] == ["ConnectError", "ConnectError"]
+    lookups = [span for span in result["spans"] if span["name"].startswith("DNS lookup")]
+    assert [span["name"] for span in lookups] == ["DNS lookup no-such-host.invalid"] * 2
+    assert [span["status"] for span in lookups] == ["ERROR", "ERROR"]
+    assert [span["attributes"][A.ERROR_TYPE] for span in lookups] == ["gaierror"] * 2
+    assert not [span for span in result["spans"] if span["name"].startswith("socket connect")]
+    setups = [span for span in result["spans"] if span["name"].startswith(A.SPAN_CONNECTION_SETUP)]
+    assert [span["status"] for span in setups] == ["ERROR", "ERROR"]
