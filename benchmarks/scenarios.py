@@ -10,13 +10,15 @@ BOTOCORE = "botocore"
 URLLIB3 = "urllib3"
 HTTPS_NEW = "https_new"
 HTTP_NEW = "http_new"
-SCENARIOS = (BOTOCORE, URLLIB3, HTTPS_NEW, HTTP_NEW)
+HTTPX = "httpx"
+SCENARIOS = (BOTOCORE, URLLIB3, HTTPS_NEW, HTTP_NEW, HTTPX)
 
 TITLES = {
     BOTOCORE: "botocore DynamoDB GetItem, reused connection",
     URLLIB3: "urllib3 GET, reused connection",
     HTTPS_NEW: "urllib3 GET on a new HTTPS connection (DNS + TCP + TLS)",
     HTTP_NEW: "urllib3 GET on a new HTTP connection (DNS + TCP)",
+    HTTPX: "httpx GET, reused connection",
 }
 
 # Fake credentials: the local server checks nothing, and botocore must never look for
@@ -52,6 +54,8 @@ def build(scenario: str, target: Target) -> Operation:
         return _get_on_new_https_connection(target)
     if scenario == HTTP_NEW:
         return _get_on_new_http_connection(target)
+    if scenario == HTTPX:
+        return _httpx_get(target)
     raise ValueError(f"unknown scenario {scenario!r}")
 
 
@@ -76,6 +80,17 @@ def _get(target: Target) -> Operation:
 
     def get() -> object:
         return pool.request("GET", "/item").data
+
+    return get
+
+
+def _httpx_get(target: Target) -> Operation:
+    import httpx
+
+    client = httpx.Client(base_url=f"http://127.0.0.1:{target.http_port}")
+
+    def get() -> object:
+        return client.get("/item").content
 
     return get
 

@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     setup = variants.enable(
         args.variant,
         botocore=args.scenario == scenarios.BOTOCORE,
+        httpx=args.scenario == scenarios.HTTPX,
         report=args.report,
         otlp_endpoint=args.otlp,
     )
