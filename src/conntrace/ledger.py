@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 Server = tuple[str, int]
 
+# The client libraries whose pools the layers record.
+URLLIB3, HTTPX = "urllib3", "httpx"
+
 # How a connection came back to its pool.
 KEPT, DISCARDED, BROKEN = "kept", "discarded", "broken"
 
@@ -42,13 +45,16 @@ def default_port(scheme: str) -> int:
 
 
 class Pool:
-    """One connection pool: a urllib3 ``HTTPConnectionPool`` (one host, one scheme)."""
+    """One connection pool: a urllib3 ``HTTPConnectionPool`` (one host, one scheme), or the
+    part of an httpcore pool that serves one server. ``library`` names the client whose
+    settings the advice names."""
 
     __slots__ = (
         "checked_out",
         "discards_pending",
         "errors_pending",
         "host",
+        "library",
         "max_size",
         "number",
         "objects",
@@ -58,7 +64,10 @@ class Pool:
         "scheme",
     )
 
-    def __init__(self, scheme: str, host: str, port: int | None, max_size: int) -> None:
+    def __init__(
+        self, scheme: str, host: str, port: int | None, max_size: int, library: str = URLLIB3
+    ) -> None:
+        self.library = library
         self.scheme = scheme
         self.host = host
         self.port: int = port or default_port(scheme)

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from .. import attributes as A
-from ..ledger import Attempt
+from ..ledger import URLLIB3, Attempt
 
 # Connections opened for these reasons are needed; the others replace one that was lost.
 NEEDED = frozenset({A.REASON_FIRST, A.REASON_POOL_BUSY})
@@ -146,6 +146,9 @@ class HostStats(_Examples):
     idle_ms_min: float | None = None
     idle_ms_max: float | None = None
     keepalive: set[bool] = field(default_factory=set)
+    # The client library of the pools seen (ledger.URLLIB3, ledger.HTTPX): whose settings
+    # the advice names.
+    library: str = URLLIB3
 
     @property
     def target(self) -> str:
@@ -170,6 +173,7 @@ class HostStats(_Examples):
         return sum(ms for reason, ms in self.setup_ms.items() if reason not in NEEDED)
 
     def add(self, attempt: Attempt) -> None:
+        self.library = attempt.pool.library
         self.requests += 1
         self.reused += attempt.reused
         self.request_ms += attempt.duration_ms

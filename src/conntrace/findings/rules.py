@@ -12,7 +12,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 from .. import attributes as A
 from .._durations import PROSE, format_ms
-from ..ledger import Attempt
+from ..ledger import HTTPX, URLLIB3, Attempt
 from .model import (
     BOTOCORE_DEFAULT_TIMEOUT_S,
     NEEDED,
@@ -61,12 +61,25 @@ def _client_recreated(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
         "starts without connections."
     )
     advice = (
-        "Create the boto3 client or resource once (at module level, outside the Lambda "
-        "handler) and reuse it for every call; clients are thread-safe. Each new client pays "
+        f"{_REUSE_CLIENT.get(h.library, _REUSE_CLIENT[URLLIB3])} Each new client pays "
         f"DNS, TCP and TLS again: {_duration(setup_ms)} here so far."
     )
     evidence = {"connections": count, "pools": pools, "setup_ms": round_ms(setup_ms)}
     return h.target, summary, advice, {**evidence, "requests": h.requests}
+
+
+_REUSE_CLIENT = {
+    URLLIB3: (
+        "Create the boto3 client or resource once (at module level, outside the Lambda "
+        "handler) and reuse it for every call; clients are thread-safe."
+    ),
+    HTTPX: (
+        "Create the httpx.Client (or httpx.AsyncClient) once and send every request through "
+        "it, instead of httpx.get() or a client per call: its pool keeps connections open "
+        "between requests (httpx.Limits(max_keepalive_connections=..., keepalive_expiry=...) "
+        "says how many and how long)."
+    ),
+}
 
 
 def _pool_suggestion(h: HostStats) -> int:
@@ -121,6 +134,8 @@ def _server_closes(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
 
 
 def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    if h.library == HTTPX:
+        return _idle_dropped_httpx(h)
     keepalive = next(iter(h.keepalive)) if len(h.keepalive) == 1 else None
     summary = (
         f"{h.dropped} pooled connections to {h.target} had been closed by the peer while idle "
@@ -148,6 +163,35 @@ def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
         "idle_ms_samples": [round_ms(idle) for idle in h.idle_ms_samples],
         "opened_stale": h.opened[A.REASON_STALE],
         "socket_keepalive": keepalive,
+    }
+    return h.target, summary, advice, evidence
+
+
+def _idle_dropped_httpx(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    stale = h.opened[A.REASON_STALE]
+    expired = max(stale - h.dropped, 0)
+    peer = f" ({_idle_range(h)})" if h.dropped else ""
+    summary = (
+        f"{stale} connections to {h.target} were opened again because pooled ones had gone "
+        f"stale: {h.dropped} had been closed by the peer while idle{peer}, and {expired} had "
+        "outlived httpx's keepalive_expiry."
+    )
+    advice = (
+        "httpx closes a pooled connection idle for longer than keepalive_expiry (5 s by "
+        "default) and drops one the peer closed when it next looks at the pool. A peer closes "
+        "idle connections after its own idle timeout (a server, a load balancer, a NAT gateway: "
+        "AWS NAT gateways drop connections idle for 350 s). When requests come further apart "
+        "than keepalive_expiry and the server keeps connections longer, raise it to a little "
+        "below the server's idle timeout: httpx.Limits(keepalive_expiry=...). After longer "
+        "pauses a new connection is expected."
+    )
+    evidence = {
+        "dropped": h.dropped,
+        "expired": expired,
+        "idle_ms_min": round_ms(h.idle_ms_min or 0.0),
+        "idle_ms_max": round_ms(h.idle_ms_max or 0.0),
+        "idle_ms_samples": [round_ms(idle) for idle in h.idle_ms_samples],
+        "opened_stale": stale,
     }
     return h.target, summary, advice, evidence
 
@@ -313,7 +357,9 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         active=lambda h: h.dropped > 0 or h.opened[A.REASON_STALE] > 0,
         event=lambda a, h: (
             f"the pooled connection had been closed by the peer after "
-            f"{_duration(max(a.idle_dropped_ms, default=0.0))} idle: opened a new one"
+            f"{_duration(max(a.idle_dropped_ms))} idle: opened a new one"
+            if a.idle_dropped_ms
+            else "the pooled connection had outlived httpx's keepalive_expiry: opened a new one"
         ),
         describe=_idle_dropped,
     ),

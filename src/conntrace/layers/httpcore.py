@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import _runtime, ledger
 from .. import attributes as A
 from .._context import current_attempt, current_call
-from ..ledger import BROKEN, KEPT, Attempt, Call, Connection, Event, Pool, Setup
+from ..ledger import BROKEN, HTTPX, KEPT, Attempt, Call, Connection, Event, Pool, Setup
 from .dns_tcp import Connect
 from .pool import _start_close, announce_pool, connection_of
 from .tls import handshake
@@ -85,6 +85,7 @@ def _origin_of(pool: Any, url: Any) -> _Origin:
             url.host.decode("ascii"),
             url.port,
             kept if kept < 2**31 else 0,
+            HTTPX,
         )
         origin = origins[key] = _Origin(record)
     announce_pool(record)
