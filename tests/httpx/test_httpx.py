@@ -407,3 +407,16 @@ def test_an_unresolvable_host_fails_the_dns_step(tmp_path):
     assert not [span for span in result["spans"] if span["name"].startswith("socket connect")]
     setups = [span for span in result["spans"] if span["name"].startswith(A.SPAN_CONNECTION_SETUP)]
     assert [span["status"] for span in setups] == ["ERROR", "ERROR"]
+
+
+def test_pools_that_may_speak_http2_are_left_untraced(server, spans):
+    local = server()
+    # http:// without prior knowledge stays on HTTP/1.1, so this runs without h2 installed.
+    with httpcore.ConnectionPool(http1=True, http2=True) as pool:
+        assert pool.request("GET", local.url).status == 200
+    with httpcore.ConnectionPool() as pool:
+        assert pool.request("GET", local.url).status == 200
+
+    assert len(local.requests) == 2
+    [attempt] = spans.attempts
+    assert attempt.attributes[A.CONNECTION_REASON] == A.REASON_FIRST

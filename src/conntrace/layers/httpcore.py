@@ -21,7 +21,7 @@ is ``new_pool``). What each hook records:
   ``keepalive_expiry`` passed or the peer closed it while idle (``stale``).
 * ``HTTPConnection.close`` (``aclose``): the connection's end.
 
-Proxied and Unix-socket pools are left untraced.
+Proxied, Unix-socket and HTTP/2 pools are left untraced.
 """
 
 from __future__ import annotations
@@ -399,8 +399,10 @@ _DONE: Any = None
 
 
 def _traced_pool(pool: Any) -> bool:
+    # HTTP/2 multiplexes requests on one connection, and its events are not http11's.
     return (
-        getattr(pool, "_proxy", None) is None
+        not getattr(pool, "_http2", False)
+        and getattr(pool, "_proxy", None) is None
         and getattr(pool, "_uds", None) is None
         and not hasattr(pool, "_proxy_url")
     )
