@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -420,3 +421,44 @@ def test_pools_that_may_speak_http2_are_left_untraced(server, spans):
     assert len(local.requests) == 2
     [attempt] = spans.attempts
     assert attempt.attributes[A.CONNECTION_REASON] == A.REASON_FIRST
+
+
+def test_failing_hooks_change_nothing_and_warn_once(
+    driver, server, refused_port, spans_off, monkeypatch, caplog
+):
+    from conntrace import _runtime
+    from conntrace.layers import httpcore as layer
+
+    local = server(close_after_response=True)
+    url = f"http://127.0.0.1:{refused_port}/"
+
+    def workload() -> list[Any]:
+        calls = [lambda http: http.get(local.url)] * 3 + [lambda http: http.get(url)]
+        outcomes = driver.each(calls)
+        return [
+            (type(outcome), str(outcome)) if isinstance(outcome, Exception) else outcome.status_code
+            for outcome in outcomes
+        ]
+
+    def broken(probe: Any, info: dict[str, Any]) -> None:
+        raise RuntimeError("injected fault in a trace handler")
+
+    plain = workload()
+    spans = spans_off.enable()
+    monkeypatch.setattr(_runtime, "_reported", set())
+    # First a handler of the trace callback fails on every response, then every hook.
+    monkeypatch.setitem(layer._EVENTS, "http11.receive_response_headers.complete", broken)
+    with caplog.at_level("WARNING", logger="conntrace"):
+        handler_failing = workload()
+        monkeypatch.setattr(_runtime, "inject_faults", True)
+        hooks_failing = workload()
+    conntrace.uninstrument()
+
+    assert handler_failing == hooks_failing == plain
+    messages = [record.getMessage() for record in caplog.records if record.name == "conntrace"]
+    places = [re.search(r"error in (.+); the program", message).group(1) for message in messages]
+    assert sorted(places) == sorted(set(places)), "one warning per place, not per call"
+    assert "httpcore.trace http11.receive_response_headers.complete" in places
+    assert "httpcore.request" in places
+    # Only the requests before the hooks failed were traced.
+    assert len(spans.attempts) == 4

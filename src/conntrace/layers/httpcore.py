@@ -440,41 +440,38 @@ def _start_send(instance: Any, args: tuple, kwargs: dict) -> _Send | None:
 # --- a pooled connection the pool drops ----------------------------------------------------------
 
 
-class _Expiry:
-    __slots__ = ("conn", "connection")
-
-    def __init__(self, conn: Any, connection: Connection) -> None:
-        self.conn = conn
-        self.connection = connection
-
-    def finish(self, expired: Any, error: BaseException | None) -> None:
-        if expired is not True:
-            return
-        origin: _Origin | None = getattr(self.conn, "_conntrace_origin", None)
-        if origin is None:
-            return
-        connection = self.connection
-        expire_at = getattr(self.conn._connection, "_expire_at", None)
-        if expire_at is not None and time.monotonic() > expire_at:
-            # httpx's own keepalive_expiry: the client drops it, not the peer.
-            origin.lost.append((A.REASON_STALE, None))
-            return
-        idle = _ms(time.time_ns() - connection.released_ns) if connection.released_ns else 0.0
-        origin.lost.append((A.REASON_STALE, idle))
-        ledger.place_event(
-            Event(
-                A.EVENT_CONNECTION_DROPPED,
-                {A.CONNECTION_ID: connection.id or 0, A.CONNECTION_IDLE_MS: idle},
-            ),
-            origin.pool,
-        )
+def _has_expired(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+    # Asked of every pooled connection whenever the pool assigns requests: only its answer
+    # matters, so this is a plain wrapper rather than a hook with a probe.
+    expired = wrapped(*args, **kwargs)
+    if expired is True and _runtime.active:
+        try:
+            _dropped(instance)
+        except Exception:
+            _runtime.report_internal_error("httpcore.has_expired")
+    return expired
 
 
-def _start_expiry(instance: Any, args: tuple, kwargs: dict) -> _Expiry | None:
-    connection: Connection | None = getattr(instance, "_conntrace", None)
-    if connection is None or not connection.open or connection.checked_out:
-        return None
-    return _Expiry(instance, connection)
+def _dropped(conn: Any) -> None:
+    """The pool drops ``conn``: its keepalive_expiry passed, or the peer closed it."""
+    connection: Connection | None = getattr(conn, "_conntrace", None)
+    origin: _Origin | None = getattr(conn, "_conntrace_origin", None)
+    if connection is None or origin is None or not connection.open or connection.checked_out:
+        return
+    expire_at = getattr(conn._connection, "_expire_at", None)
+    if expire_at is not None and time.monotonic() > expire_at:
+        # httpx's own keepalive_expiry: the client drops it, not the peer.
+        origin.lost.append((A.REASON_STALE, None))
+        return
+    idle = _ms(time.time_ns() - connection.released_ns) if connection.released_ns else 0.0
+    origin.lost.append((A.REASON_STALE, idle))
+    ledger.place_event(
+        Event(
+            A.EVENT_CONNECTION_DROPPED,
+            {A.CONNECTION_ID: connection.id or 0, A.CONNECTION_IDLE_MS: idle},
+        ),
+        origin.pool,
+    )
 
 
 def apply(patcher: Patcher, httpcore: ModuleType) -> None:
@@ -503,9 +500,8 @@ def apply(patcher: Patcher, httpcore: ModuleType) -> None:
         "AsyncHTTPConnection.handle_async_request",
         hook_async("httpcore.connection", _start_send, makes_spans=False),
     )
-    expiry = hook("httpcore.has_expired", _start_expiry, makes_spans=False)
-    patcher.wrap(httpcore, "HTTPConnection.has_expired", expiry)
-    patcher.wrap(httpcore, "AsyncHTTPConnection.has_expired", expiry)
+    patcher.wrap(httpcore, "HTTPConnection.has_expired", _has_expired)
+    patcher.wrap(httpcore, "AsyncHTTPConnection.has_expired", _has_expired)
     patcher.wrap(
         httpcore, "HTTPConnection.close", hook("httpcore.close", _start_close, makes_spans=False)
     )
