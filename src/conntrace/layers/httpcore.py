@@ -26,6 +26,7 @@ Proxied, Unix-socket and HTTP/2 pools are left untraced.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from types import ModuleType
@@ -62,8 +63,10 @@ class _Origin:
 
     def reason_for_new(self) -> tuple[str, float | None]:
         reason = self.pool.reason_for_new_object()
-        if reason == A.REASON_POOL_BUSY and self.lost:
-            return self.lost.pop(0)
+        if reason == A.REASON_POOL_BUSY:
+            with _lock:
+                if self.lost:
+                    return self.lost.pop(0)
         return reason, None
 
 
@@ -78,13 +81,14 @@ def _origin_of(pool: Any, url: Any) -> _Origin:
         origin = origins.get(key)
         if origin is not None:
             return origin
-        # What the pool keeps: max_keepalive_connections, never more than max_connections.
+        # What the pool keeps: max_keepalive_connections, never more than max_connections
+        # (httpcore's sys.maxsize: no limit).
         kept = pool._max_keepalive_connections
         record = Pool(
             url.scheme.decode("ascii"),
             url.host.decode("ascii"),
             url.port,
-            kept if kept < 2**31 else 0,
+            kept if kept != sys.maxsize else 0,
             HTTPX,
         )
         origin = origins[key] = _Origin(record)
@@ -153,7 +157,8 @@ class _Request:
             call = own_call = Call(f"{pool.host}:{pool.port}", {})
             ledger.call_started(call)
         self.own_call = own_call
-        self.attempt = self._attempt(call, request.method.decode("ascii"), url.target.decode())
+        method, target = request.method.decode("ascii"), url.target.decode("latin-1")
+        self.attempt = self._attempt(call, method, target)
         # The program's own callback, called as before; a request sent twice keeps one.
         extensions = request.extensions
         user = extensions.get("trace")
