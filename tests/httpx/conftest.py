@@ -38,19 +38,7 @@ class Driver:
         """``count`` GETs at once on one client (threads, or ``asyncio.gather``)."""
         if self.mode == "sync":
             with httpx.Client(**client) as http:
-                codes: list[int] = []
-                start = threading.Barrier(count)
-
-                def one() -> None:
-                    start.wait()
-                    codes.append(http.get(url).status_code)
-
-                threads = [threading.Thread(target=one) for _ in range(count)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
-                return codes
+                return self.threads(http, url, count)
 
         async def run() -> list[int]:
             async with httpx.AsyncClient(**client) as http:
@@ -58,6 +46,23 @@ class Driver:
                 return [response.status_code for response in responses]
 
         return asyncio.run(run())
+
+    @staticmethod
+    def threads(http: httpx.Client, url: str, count: int) -> list[int]:
+        """``count`` GETs at once on ``http``, one thread each, started together."""
+        codes: list[int] = []
+        start = threading.Barrier(count)
+
+        def one() -> None:
+            start.wait()
+            codes.append(http.get(url).status_code)
+
+        threads = [threading.Thread(target=one) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return codes
 
     def each(self, calls: list[Callable[[Any], Any]], **client: Any) -> list[Any]:
         """Each call given the client (sync) or awaited with it (async), in turn; what each

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -128,6 +129,39 @@ def test_more_requests_than_max_connections_wait_for_the_pool(driver, server, sp
     host = _host(diagnosis, local)
     assert host["max_concurrency"] == 2 and host["pool_max_size"] == 2
     assert _opened(host) == 2 and host["requests"] == 4
+
+
+def test_connections_beyond_max_keepalive_are_discarded_and_opened_again(
+    driver, server, spans, diagnosis
+):
+    local = server(respond=lambda request: Response(delay=0.2))
+    limits = httpx.Limits(max_connections=10, max_keepalive_connections=2)
+
+    def burst(http: Any) -> Any:
+        if driver.mode == "sync":
+            return driver.threads(http, local.url, 5)
+        return asyncio.gather(*(http.get(local.url) for _ in range(5)))
+
+    outcomes = driver.each([burst, burst], limits=limits)
+    assert [len(outcome) for outcome in outcomes] == [5, 5]
+
+    # httpx closes idle connections while its pool holds more than two: each burst opens
+    # three (or more) it will not keep.
+    host = _host(diagnosis, local)
+    assert _opened(host) == len(local.connections) > 5
+    assert host["discarded"] >= 3
+    assert host["connections_opened"][A.REASON_POOL_DISCARDED] >= 3
+    discarded = [
+        event
+        for span in spans.attempts
+        for event in span.events
+        if event.name == A.EVENT_POOL_DISCARDED
+    ]
+    # The first burst's, on the second burst's requests (the second's wait for a next one).
+    assert 3 <= len(discarded) < host["discarded"]
+    assert all(event.attributes[A.POOL_MAX_SIZE] == 2 for event in discarded)
+    [finding] = [f for f in diagnosis.findings() if f.id == A.FINDING_POOL_TOO_SMALL]
+    assert "httpx.Limits(max_keepalive_connections=5)" in finding.advice
 
 
 def test_a_connection_the_server_closed_while_idle_is_stale(driver, server, spans, diagnosis):

@@ -82,6 +82,9 @@ _REUSE_CLIENT = {
 }
 
 
+_POOL_SETTING = {URLLIB3: "max_pool_connections", HTTPX: "max_keepalive_connections"}
+
+
 def _pool_suggestion(h: HostStats) -> int:
     return max(h.max_concurrency, h.pool_max_size + 1)
 
@@ -94,12 +97,20 @@ def _pool_too_small(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
         f"{h.pool_max_size} connections: {h.discarded} connections were discarded when they "
         f"came back to a full pool, and {again} were opened again to replace them."
     )
-    advice = (
-        f"Set botocore.config.Config(max_pool_connections={suggestion}) on the client these "
-        "threads share (it is per client; the default is 10). urllib3 does not make a thread "
-        "wait for a pooled connection: it opens an extra one and throws it away afterwards "
-        '("Connection pool is full, discarding connection").'
-    )
+    if h.library == HTTPX:
+        advice = (
+            f"Set httpx.Limits(max_keepalive_connections={suggestion}) on the client these "
+            "requests share (the default is 20, and max_connections, 100 by default, must be "
+            "at least as large): httpx closes idle connections while its pool holds more "
+            "than that, and the next busy moment opens them again."
+        )
+    else:
+        advice = (
+            f"Set botocore.config.Config(max_pool_connections={suggestion}) on the client "
+            "these threads share (it is per client; the default is 10). urllib3 does not make "
+            "a thread wait for a pooled connection: it opens an extra one and throws it away "
+            'afterwards ("Connection pool is full, discarding connection").'
+        )
     evidence = {
         "max_concurrency": h.max_concurrency,
         "pool_max_size": h.pool_max_size,
@@ -330,7 +341,7 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         event=lambda a, h: (
             f"opened because every pooled connection was in use ({a.reason}); up to "
             f"{h.max_concurrency} requests at once for {h.pool_max_size} pooled connections: "
-            f"set max_pool_connections={_pool_suggestion(h)}"
+            f"set {_POOL_SETTING.get(h.library, _POOL_SETTING[URLLIB3])}={_pool_suggestion(h)}"
         ),
         describe=_pool_too_small,
     ),

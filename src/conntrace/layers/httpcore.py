@@ -19,6 +19,8 @@ is ``new_pool``). What each hook records:
   (``http11.response_closed.*``): kept for the next request, or lost and why.
 * ``HTTPConnection.has_expired``: a pooled connection the pool is about to drop, because
   ``keepalive_expiry`` passed or the peer closed it while idle (``stale``).
+* ``ConnectionPool._assign_requests_to_connections``: the idle connections it closes to
+  stay within its limits, discarded as urllib3 discards one that comes back to a full pool.
 * ``HTTPConnection.close`` (``aclose``): the connection's end.
 
 Proxied, Unix-socket and HTTP/2 pools are left untraced.
@@ -35,9 +37,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import _runtime, ledger
 from .. import attributes as A
 from .._context import current_attempt, current_call
-from ..ledger import BROKEN, HTTPX, KEPT, Attempt, Call, Connection, Event, Pool, Setup
+from ..ledger import BROKEN, DISCARDED, HTTPX, KEPT, Attempt, Call, Connection, Event, Pool, Setup
 from .dns_tcp import Connect
-from .pool import _start_close, announce_pool, connection_of
+from .pool import _server, _start_close, announce_pool, connection_of
 from .tls import handshake
 
 if TYPE_CHECKING:
@@ -463,6 +465,7 @@ def _dropped(conn: Any) -> None:
     origin: _Origin | None = getattr(conn, "_conntrace_origin", None)
     if connection is None or origin is None or not connection.open or connection.checked_out:
         return
+    conn._conntrace_expired = True
     expire_at = getattr(conn._connection, "_expire_at", None)
     if expire_at is not None and time.monotonic() > expire_at:
         # httpx's own keepalive_expiry: the client drops it, not the peer.
@@ -476,6 +479,38 @@ def _dropped(conn: Any) -> None:
             {A.CONNECTION_ID: connection.id or 0, A.CONNECTION_IDLE_MS: idle},
         ),
         origin.pool,
+    )
+
+
+def _assign(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+    # The connections the pool closes as it assigns requests: expired ones (``_dropped``
+    # saw them), and idle ones closed because the pool holds more connections than
+    # max_keepalive_connections, or needs the room for another server's (max_connections).
+    closing = wrapped(*args, **kwargs)
+    if closing and _runtime.active:
+        try:
+            for conn in closing:
+                _discarded(conn)
+        except Exception:
+            _runtime.report_internal_error("httpcore.assign")
+    return closing
+
+
+def _discarded(conn: Any) -> None:
+    connection: Connection | None = getattr(conn, "_conntrace", None)
+    origin: _Origin | None = getattr(conn, "_conntrace_origin", None)
+    if connection is None or origin is None or not connection.open or connection.checked_out:
+        return
+    if getattr(conn, "_conntrace_expired", False):
+        return
+    pool = origin.pool
+    ledger.returned(pool, connection, DISCARDED)
+    ledger.place_event(
+        Event(
+            A.EVENT_POOL_DISCARDED,
+            _server(pool, {A.POOL_MAX_SIZE: pool.max_size, A.CONNECTION_ID: connection.id or 0}),
+        ),
+        pool,
     )
 
 
@@ -505,6 +540,8 @@ def apply(patcher: Patcher, httpcore: ModuleType) -> None:
         "AsyncHTTPConnection.handle_async_request",
         hook_async("httpcore.connection", _start_send, makes_spans=False),
     )
+    patcher.wrap(httpcore, "ConnectionPool._assign_requests_to_connections", _assign)
+    patcher.wrap(httpcore, "AsyncConnectionPool._assign_requests_to_connections", _assign)
     patcher.wrap(httpcore, "HTTPConnection.has_expired", _has_expired)
     patcher.wrap(httpcore, "AsyncHTTPConnection.has_expired", _has_expired)
     patcher.wrap(
