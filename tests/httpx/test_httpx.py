@@ -126,6 +126,8 @@ def test_more_requests_than_max_connections_wait_for_the_pool(driver, server, sp
     # The two beyond the limit waited for a response of 0.3 s to free a connection.
     assert len(reused) == 2
     assert all(span.attributes[A.POOL_WAIT_MS] > 100 for span in reused)
+    # Each attempt ends when its awaited response came, not when its coroutine was made.
+    assert all(span.end_time - span.start_time >= 0.25e9 for span in spans.attempts)
     host = _host(diagnosis, local)
     assert host["max_concurrency"] == 2 and host["pool_max_size"] == 2
     assert _opened(host) == 2 and host["requests"] == 4
