@@ -61,13 +61,7 @@ def hook(name: str, start: Start, makes_spans: bool = True) -> Callable[..., Any
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         if not active or (makes_spans and suppressed()):
             return wrapped(*args, **kwargs)
-        try:
-            if inject_faults:
-                raise RuntimeError(f"injected fault in {name}")
-            probe = start(instance, args, kwargs)
-        except Exception:
-            report_internal_error(name)
-            probe = None
+        probe = _start(name, start, instance, args, kwargs)
         if probe is None:
             return wrapped(*args, **kwargs)
         try:
@@ -90,13 +84,7 @@ def hook_async(name: str, start: Start, makes_spans: bool = True) -> Callable[..
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         if not active or (makes_spans and suppressed()):
             return await wrapped(*args, **kwargs)
-        try:
-            if inject_faults:
-                raise RuntimeError(f"injected fault in {name}")
-            probe = start(instance, args, kwargs)
-        except Exception:
-            report_internal_error(name)
-            probe = None
+        probe = _start(name, start, instance, args, kwargs)
         if probe is None:
             return await wrapped(*args, **kwargs)
         try:
@@ -109,6 +97,16 @@ def hook_async(name: str, start: Start, makes_spans: bool = True) -> Callable[..
 
     wrapper.__name__ = f"conntrace_{name}"
     return wrapper
+
+
+def _start(name: str, start: Start, instance: Any, args: tuple, kwargs: dict) -> Probe | None:
+    try:
+        if inject_faults:
+            raise RuntimeError(f"injected fault in {name}")
+        return start(instance, args, kwargs)
+    except Exception:
+        report_internal_error(name)
+        return None
 
 
 def _finish(name: str, probe: Probe, result: Any, error: BaseException | None) -> None:

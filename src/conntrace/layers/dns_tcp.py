@@ -109,9 +109,17 @@ def _start_connect(instance: Any, args: tuple, kwargs: dict) -> Connect | None:
     return Connect(setup, str(address[0]), int(address[1]))
 
 
-def _getaddrinfo(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+def _watching() -> Connect | None:
+    """The connect whose lookup this is, if conntrace records it."""
     connect = _resolving.get()
     if connect is None or connect.lookup is not None or not _runtime.active:
+        return None
+    return connect
+
+
+def _getaddrinfo(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+    connect = _watching()
+    if connect is None:
         return wrapped(*args, **kwargs)
     started = time.time_ns()
     try:
@@ -135,8 +143,8 @@ def _record_lookup(
 async def _getaddrinfo_async(
     wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
 ) -> Any:
-    connect = _resolving.get()
-    if connect is None or connect.lookup is not None or not _runtime.active:
+    connect = _watching()
+    if connect is None:
         return await wrapped(*args, **kwargs)
     started = time.time_ns()
     try:
