@@ -224,6 +224,18 @@ def test_connection_close_responses_are_server_closed(driver, server, spans, dia
     assert A.FINDING_SERVER_CLOSES in [finding.id for finding in diagnosis.findings()]
 
 
+def test_a_response_closed_unread_costs_its_connection(server, spans, diagnosis):
+    local = server(respond=lambda request: Response(body=b"x" * 100_000))
+    with httpx.Client() as http:
+        with http.stream("GET", local.url) as response:
+            assert response.status_code == 200  # the body is never read
+        assert http.get(local.url).status_code == 200
+
+    assert len(local.connections) == 2
+    assert _reasons(spans) == [A.REASON_FIRST, A.REASON_ERROR]
+    assert _opened(_host(diagnosis, local)) == 2
+
+
 def test_a_refused_port_fails_the_connect_step(driver, refused_port, spans, diagnosis):
     [outcome] = driver.each([lambda http: http.get(f"http://127.0.0.1:{refused_port}/")])
     assert isinstance(outcome, httpx.ConnectError)
