@@ -63,6 +63,8 @@ def test_requests_on_one_client_share_one_connection(driver, server, spans, diag
     assert [span.attributes[A.CONNECTION_REQUEST_NUMBER] for span in attempts] == [1, 2, 3, 4, 5]
     assert len({span.attributes[A.CONNECTION_ID] for span in attempts}) == 1
     assert all(span.attributes[A.CONNECTION_IDLE_MS] >= 0 for span in attempts[1:])
+    # No limit was reached: no request waited for the pool.
+    assert [span.attributes[A.POOL_WAIT_MS] for span in attempts] == [0.0] * 5
     [setup] = spans.setups
     assert setup.attributes[A.CONNECTION_REASON] == A.REASON_FIRST
     host = _host(diagnosis, local)
@@ -126,6 +128,7 @@ def test_more_requests_than_max_connections_wait_for_the_pool(driver, server, sp
     # The two beyond the limit waited for a response of 0.3 s to free a connection.
     assert len(reused) == 2
     assert all(span.attributes[A.POOL_WAIT_MS] > 100 for span in reused)
+    assert [span.attributes[A.POOL_WAIT_MS] for span in new] == [0.0, 0.0]
     # Each attempt ends when its awaited response came, not when its coroutine was made.
     assert all(span.end_time - span.start_time >= 0.25e9 for span in spans.attempts)
     host = _host(diagnosis, local)
@@ -510,3 +513,24 @@ def test_failing_hooks_change_nothing_and_warn_once(
     assert "httpcore.request" in places
     # Only the requests before the hooks failed were traced.
     assert len(spans.attempts) == 4
+
+
+def test_an_httpcore_without_the_pool_queue_is_left_untraced_with_one_warning(caplog):
+    from types import ModuleType
+
+    from conntrace._patching import Patcher
+    from conntrace.layers import httpcore as layer
+
+    # httpcore before 1.0.3 had no request queue in its pools: as if this were it.
+    older = ModuleType("httpcore")
+    older.__version__ = "1.0.2"  # type: ignore[attr-defined]
+    for name in ("ConnectionPool", "AsyncConnectionPool", "HTTPConnection"):
+        setattr(older, name, type(name, (), {"handle_request": lambda self, request: None}))
+    patcher = Patcher()
+    with caplog.at_level("WARNING", logger="conntrace"):
+        layer.apply(patcher, older)
+
+    assert patcher._applied == []
+    [message] = [record.getMessage() for record in caplog.records]
+    assert "httpcore 1.0.2 lacks ConnectionPool._assign_requests_to_connections" in message
+    assert "httpx runs untraced" in message

@@ -135,6 +135,7 @@ class _Request:
         "origin",
         "out",
         "own_call",
+        "queued_ns",
         "setup",
         "tls",
         "token",
@@ -150,6 +151,8 @@ class _Request:
         self.tls: _Handshake | None = None
         # The connection is checked out (counted as in use) by this request.
         self.out = False
+        # When the pool first left this request waiting for a connection (0: it did not).
+        self.queued_ns = 0
         url = request.url
         self.https = url.scheme in (b"https", b"wss")
         call = current_call.get()
@@ -231,7 +234,7 @@ class _Request:
         self.conn = conn
         attempt = self.attempt
         attempt.connection = connection
-        attempt.wait_ms = _ms(now - attempt.start_ns)
+        attempt.wait_ms = _ms(now - self.queued_ns) if self.queued_ns else 0.0
         if conn._connection is not None:
             attempt.reused = True
             if connection.released_ns is not None:
@@ -483,17 +486,30 @@ def _dropped(conn: Any) -> None:
 
 
 def _assign(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-    # The connections the pool closes as it assigns requests: expired ones (``_dropped``
-    # saw them), and idle ones closed because the pool holds more connections than
-    # max_keepalive_connections, or needs the room for another server's (max_connections).
+    # What the pool decided as it assigned requests: which requests it left waiting for a
+    # connection (max_connections reached), and which connections it closes: expired ones
+    # (``_dropped`` saw them), and idle ones closed because the pool holds more connections
+    # than max_keepalive_connections, or needs the room for another server's.
     closing = wrapped(*args, **kwargs)
-    if closing and _runtime.active:
+    if _runtime.active:
         try:
+            _queued(instance._requests)
             for conn in closing:
                 _discarded(conn)
         except Exception:
             _runtime.report_internal_error("httpcore.assign")
     return closing
+
+
+def _queued(requests: list[Any]) -> None:
+    now = 0
+    for pool_request in requests:
+        if pool_request.connection is not None:
+            continue
+        probe = getattr(pool_request.request.extensions.get("trace"), "__self__", None)
+        if isinstance(probe, _Request) and not probe.queued_ns:
+            now = now or time.time_ns()
+            probe.queued_ns = now
 
 
 def _discarded(conn: Any) -> None:
@@ -514,8 +530,40 @@ def _discarded(conn: Any) -> None:
     )
 
 
+# What the layer patches or reads, all there from httpcore 1.0.3 (the pool's request queue).
+_NEEDED = (
+    "ConnectionPool.handle_request",
+    "ConnectionPool._assign_requests_to_connections",
+    "AsyncConnectionPool.handle_async_request",
+    "AsyncConnectionPool._assign_requests_to_connections",
+    "HTTPConnection.handle_request",
+    "HTTPConnection.has_expired",
+    "HTTPConnection.close",
+    "AsyncHTTPConnection.handle_async_request",
+    "AsyncHTTPConnection.has_expired",
+    "AsyncHTTPConnection.aclose",
+    "ConnectionNotAvailable",
+)
+
+
+def _has(module: ModuleType, path: str) -> bool:
+    found: Any = module
+    for name in path.split("."):
+        found = getattr(found, name, None)
+    return found is not None
+
+
 def apply(patcher: Patcher, httpcore: ModuleType) -> None:
     global _DONE, _not_available
+    missing = [path for path in _NEEDED if not _has(httpcore, path)]
+    if missing:
+        # All or nothing: a pool half patched would count what it cannot see through.
+        _runtime.log.warning(
+            "conntrace: httpcore %s lacks %s; httpx runs untraced",
+            getattr(httpcore, "__version__", "?"),
+            ", ".join(missing),
+        )
+        return
     import h11
 
     _not_available = httpcore.ConnectionNotAvailable
