@@ -76,7 +76,7 @@ def hook(name: str, start: Start, makes_spans: bool = True) -> Callable[..., Any
     return wrapper
 
 
-def hook_async(name: str, start: Start, makes_spans: bool = True) -> Callable[..., Any]:
+def async_hook(name: str, start: Start, makes_spans: bool = True) -> Callable[..., Any]:
     """``hook`` for a coroutine function: ``start`` runs when the coroutine starts running
     (in the task that awaits it, so context variables set there reach the awaited work) and
     ``probe.finish`` when the awaited work ends, not when the coroutine object is created."""

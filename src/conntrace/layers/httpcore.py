@@ -568,14 +568,14 @@ def apply(patcher: Patcher, httpcore: ModuleType) -> None:
 
     _not_available = httpcore.ConnectionNotAvailable
     _DONE = h11.DONE
-    hook, hook_async = _runtime.hook, _runtime.hook_async
+    hook, async_hook = _runtime.hook, _runtime.async_hook
     patcher.wrap(
         httpcore, "ConnectionPool.handle_request", hook("httpcore.request", _start_request(False))
     )
     patcher.wrap(
         httpcore,
         "AsyncConnectionPool.handle_async_request",
-        hook_async("httpcore.request", _start_request(True)),
+        async_hook("httpcore.request", _start_request(True)),
     )
     # The hooks below keep books only: they act on requests the pool hook took up.
     patcher.wrap(
@@ -586,7 +586,7 @@ def apply(patcher: Patcher, httpcore: ModuleType) -> None:
     patcher.wrap(
         httpcore,
         "AsyncHTTPConnection.handle_async_request",
-        hook_async("httpcore.connection", _start_send, makes_spans=False),
+        async_hook("httpcore.connection", _start_send, makes_spans=False),
     )
     patcher.wrap(httpcore, "ConnectionPool._assign_requests_to_connections", _assign)
     patcher.wrap(httpcore, "AsyncConnectionPool._assign_requests_to_connections", _assign)
@@ -598,5 +598,5 @@ def apply(patcher: Patcher, httpcore: ModuleType) -> None:
     patcher.wrap(
         httpcore,
         "AsyncHTTPConnection.aclose",
-        hook_async("httpcore.close", _start_close, makes_spans=False),
+        async_hook("httpcore.close", _start_close, makes_spans=False),
     )
