@@ -9,7 +9,7 @@ is ``new_pool``). What each hook records:
   plain ``urlopen`` is). It hands httpcore a ``trace`` request extension of its own, which
   passes every event on to the program's ``trace`` callback, if it set one, unchanged.
 * ``HTTPConnection.handle_request`` (async too): which connection the pool assigned, and
-  when (the pool wait); reused if it is connected, else new and why. httpcore never
+  when; reused if it is connected, else new and why. httpcore never
   reconnects a connection object: a lost one is dropped and a new one made, so why it was
   lost is kept per server (``_Origin.lost``) for the connection that replaces it.
 * The ``trace`` events: the setup and its TCP and TLS steps (``connection.connect_tcp.*``,
@@ -19,8 +19,10 @@ is ``new_pool``). What each hook records:
   (``http11.response_closed.*``): kept for the next request, or lost and why.
 * ``HTTPConnection.has_expired``: a pooled connection the pool is about to drop, because
   ``keepalive_expiry`` passed or the peer closed it while idle (``stale``).
-* ``ConnectionPool._assign_requests_to_connections``: the idle connections it closes to
-  stay within its limits, discarded as urllib3 discards one that comes back to a full pool.
+* ``ConnectionPool._assign_requests_to_connections``: the requests it leaves queued
+  (``max_connections`` reached: the pool wait runs from then to the assignment), and the
+  idle connections it closes to stay within its limits, discarded as urllib3 discards one
+  that comes back to a full pool.
 * ``HTTPConnection.close`` (``aclose``): the connection's end.
 
 Proxied, Unix-socket and HTTP/2 pools are left untraced.
