@@ -456,14 +456,15 @@ if hasattr(os, "register_at_fork"):  # POSIX only
 
 
 def _tell(fact: str, *args: Any) -> None:
-    """Hand a fact to every reader; a reader's failure is logged once and never spreads."""
+    """Hand a fact to every reader; a reader's failure is logged once, naming the reader and
+    the fact, and never reaches the other readers or the hook that told it."""
     for sink in sinks:
         try:
             getattr(sink, fact)(*args)
         except Exception:
             from ._runtime import report_internal_error
 
-            report_internal_error(f"ledger.{fact}")
+            report_internal_error(f"{type(sink).__name__}.{fact}")
 
 
 # --- facts ---------------------------------------------------------------------------------------

@@ -38,8 +38,7 @@ _HINTS = {
     A.REASON_FIRST: "the first connection of a pool: expected once per client and host",
     A.REASON_NEW_POOL: "a client (and its pool) was created again for a host that already had "
     "one: create the client once and reuse it",
-    A.REASON_POOL_BUSY: "every pooled connection was in use: more threads than connections at "
-    "once",
+    A.REASON_POOL_BUSY: "every pooled connection was in use: more threads than connections at once",
     A.REASON_POOL_DISCARDED: "an earlier connection was thrown away because the pool was full: "
     "raise max_pool_connections to the number of threads",
     A.REASON_SERVER_CLOSED: "the previous response said 'Connection: close'",
