@@ -25,7 +25,7 @@ _reported: set[str] = set()
 # Test-only: called as ``fault(name, "start")`` before a hook's start and ``fault(name,
 # "finish")`` before its finish; it raises where a test wants conntrace to fail, to show
 # that the host program never notices.
-fault: Optional[Callable[[str, str], None]] = None
+fault: Callable[[str, str], None] | None = None
 
 
 def suppressed() -> bool:

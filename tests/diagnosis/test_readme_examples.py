@@ -70,8 +70,10 @@ def test_the_readme_examples_say_the_same_under_conntrace_run(tmp_path):
     it cannot rewrite conntrace, which the run imported before it."""
     passing, expected = _write_examples(tmp_path)
     run = subprocess.run(
-        [str(CONNTRACE_RUN), "--exporter", "none", "python", "-m", "pytest", "-p"]
-        + ["no:cacheprovider", "-p", "no:hypothesispytest", "-W", "default"],
+        [
+            *(str(CONNTRACE_RUN), "--exporter", "none", "python", "-m", "pytest"),
+            *("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-W", "default"),
+        ],
         cwd=tmp_path,
         env=clean_environ(),
         capture_output=True,

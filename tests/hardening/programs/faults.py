@@ -21,22 +21,22 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).parents[3]))
 
-import boto3  # noqa: E402
-import trustme  # noqa: E402
-import urllib3  # noqa: E402
-from botocore.exceptions import BotoCoreError  # noqa: E402
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+import boto3
+import trustme
+import urllib3
+from botocore.exceptions import BotoCoreError
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 
-import conntrace  # noqa: E402
-from conntrace import _runtime, _switch, findings, ledger  # noqa: E402
-from conntrace.console import ConsoleView  # noqa: E402
-from conntrace.pytest_plugin import _start  # noqa: E402
-from tests.servers import LocalServer, Response  # noqa: E402
+import conntrace
+from conntrace import _runtime, _switch, findings, ledger
+from conntrace.console import ConsoleView
+from conntrace.pytest_plugin import _start
+from tests.servers import LocalServer, Response
 
 CA = trustme.CA()
 CLOSED = socket.socket()
