@@ -57,9 +57,9 @@ class ApiCall(Call):
             self.pending = None
         # Counted as they start: when OpenTelemetry's hook was installed first, its span
         # opens inside this call and has ended by the time this call finishes.
-        span = self.otel_span
-        if span is not None and span.is_recording():
-            span.set_attribute(A.AWS_ATTEMPTS, len(self.attempts))
+        current = self.otel_span
+        if current is not None and current.is_recording():
+            current.set_attribute(A.AWS_ATTEMPTS, len(self.attempts))
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         current_call.reset(self.var_token)
