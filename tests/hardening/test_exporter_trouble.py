@@ -125,3 +125,28 @@ def test_a_one_second_bound_holds_against_a_collector_that_never_answers(
     assert exited - float(ended) < 1.5, stderr
     [line] = [line for line in stderr.splitlines() if line.strip()]
     assert fnmatch.fnmatch(line, "conntrace: spans not sent to *: not sent within 1 s*"), line
+
+
+def test_an_exporter_that_raises_costs_one_line_and_keeps_the_exit_status(tmp_path, server):
+    """The gRPC exporter raises when it is built (an unknown compression): the program's
+    output and exit status stay its own, and conntrace says why in one line."""
+    program = tmp_path / "exits.py"
+    program.write_text(
+        "import sys, urllib3\n"
+        "print(urllib3.PoolManager().request('GET', sys.argv[1]).status)\n"
+        "sys.exit(3)\n"
+    )
+    local = server()
+    with OtlpReceiver(protocol="grpc") as receiver:
+        started = time.monotonic()
+        run = conntrace_run(
+            ["--export-timeout", "1", "python", str(program), local.url],
+            env={**receiver.environ(), "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "bogus"},
+        )
+        elapsed = time.monotonic() - started
+        assert receiver.spans() == []
+    assert (run.returncode, run.stdout) == (3, "200\n")
+    [line] = [line for line in run.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"conntrace: spans not sent to {receiver.traces_endpoint} (grpc): ")
+    assert "InvalidCompressionValueException" in line
+    assert elapsed < 30
