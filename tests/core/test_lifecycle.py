@@ -185,3 +185,18 @@ def test_connections_made_before_instrument_get_an_id_and_say_their_setup_was_no
     assert A.CONNECTION_SETUP_SEEN not in new and new[A.CONNECTION_AGE_MS] >= 0
     assert len(local.connections) == 2 and len(local.requests) == 6
     assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_connections_opened_while_suppressed_are_not_found_later(server, spans):
+    """An exporter's connections are set up under suppression: reusing them does not make
+    them look like connections from before instrument()."""
+    local = server()
+    http = urllib3.PoolManager()
+    with suppress_instrumentation():
+        for _ in range(3):
+            assert http.request("GET", local.url).status == 200
+    pooled = http.connection_from_url(local.url).pool.queue
+    assert [conn._conntrace.id for conn in pooled if conn is not None] == [None]
+    assert urllib3.PoolManager().request("GET", local.url).status == 200
+    [attempt] = spans.attempts
+    assert attempt.attributes[A.CONNECTION_ID] == 1

@@ -195,7 +195,9 @@ class _Checkout:
             if self.started:
                 attempt.wait_ms = _ms(now - self.started)
         if conn.sock is not None:
-            if not connection.connected_once:
+            # Open, but its setup never seen: made before conntrace was switched on (the
+            # exporter's own connections, set up while suppressed, are not the program's).
+            if not connection.connected_once and not _runtime.suppressed():
                 ledger.connection_found(connection)
             if attempt is not None:
                 attempt.reused = True
