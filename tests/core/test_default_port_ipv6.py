@@ -64,7 +64,8 @@ _PROGRAM = textwrap.dedent(
             "http://user:s3cret-pw@[::1]/v6",
         ]
     ]
-    spans = [{"name": s.name, "attributes": dict(s.attributes)} for s in exporter.get_finished_spans()]
+    finished = exporter.get_finished_spans()
+    spans = [{"name": s.name, "attributes": dict(s.attributes)} for s in finished]
     print(json.dumps({"statuses": statuses, "seen": seen, "spans": spans}))
     """
 )
@@ -75,9 +76,10 @@ def traced() -> dict:
     unshare = shutil.which("unshare")
     if unshare is None or subprocess.run([unshare, "-n", "true"]).returncode != 0:
         pytest.fail("this test needs `unshare -n` (util-linux, run as root)")
+    # In the new namespace loopback is down until brought up.
+    inside = 'ip link set lo up && exec "$0" -c "$1"'
     done = subprocess.run(
-        [unshare, "-n", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"', sys.executable]
-        + [_PROGRAM],
+        [unshare, "-n", "sh", "-c", inside, sys.executable, _PROGRAM],
         capture_output=True,
         text=True,
         timeout=60,
