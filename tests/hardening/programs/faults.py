@@ -73,7 +73,6 @@ def workload() -> dict[str, Any]:
         response = http.request("GET", web.url)
         seen.append([response.status, response.data.decode()])
     http.clear()
-    client.close()
     counted = {
         "api": [len(api.connections), len(api.requests)],
         "web": [len(web.connections), len(web.requests)],
