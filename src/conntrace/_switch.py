@@ -22,7 +22,7 @@ def _layer(name: str, trigger: str) -> Layer:
     def apply(patcher: Patcher, module: ModuleType) -> None:
         importlib.import_module(f"conntrace.layers.{name}").apply(patcher, module)
 
-    return Layer(trigger, apply)
+    return Layer(name, trigger, apply)
 
 
 # The pool layer first: the DNS, TCP and TLS layers record into the setups it opens.

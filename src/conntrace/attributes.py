@@ -43,6 +43,9 @@ CONNECTION_REASON = "conntrace.connection.reason"
 CONNECTION_REQUEST_NUMBER = "conntrace.connection.request_number"
 CONNECTION_AGE_MS = "conntrace.connection.age_ms"
 CONNECTION_IDLE_MS = "conntrace.connection.idle_ms"
+# False on a connection opened before conntrace was switched on: its request numbers count
+# from then, and its age is unknown.
+CONNECTION_SETUP_SEEN = "conntrace.connection.setup_seen"
 POOL_WAIT_MS = "conntrace.pool.wait_ms"
 POOL_MAX_SIZE = "conntrace.pool.max_size"
 POOL_COUNT = "conntrace.pool.count"

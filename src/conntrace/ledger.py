@@ -115,6 +115,7 @@ class Connection:
         "requests",
         "server_closed",
         "setup_context",
+        "setup_seen",
     )
 
     def __init__(self, pool: Pool | None) -> None:
@@ -127,6 +128,8 @@ class Connection:
         self.checked_out = False
         self.connected_once = False
         self.server_closed = False
+        # False: found open, made before conntrace was switched on (``connection_found``).
+        self.setup_seen = True
         self.pending_reason: str | None = None
         # The span context of the setup that opened it, when that was traced: reused
         # attempts link to it.
@@ -456,14 +459,15 @@ if hasattr(os, "register_at_fork"):  # POSIX only
 
 
 def _tell(fact: str, *args: Any) -> None:
-    """Hand a fact to every reader; a reader's failure is logged once and never spreads."""
+    """Hand a fact to every reader; a reader's failure is logged once, naming the reader and
+    the fact, and never reaches the other readers or the hook that told it."""
     for sink in sinks:
         try:
             getattr(sink, fact)(*args)
         except Exception:
             from ._runtime import report_internal_error
 
-            report_internal_error(f"ledger.{fact}")
+            report_internal_error(f"{type(sink).__name__}.{fact}")
 
 
 # --- facts ---------------------------------------------------------------------------------------
@@ -511,11 +515,25 @@ def connection_opened(setup: Setup, connection: Connection) -> None:
         connection.opened_ns = setup.end_ns
         connection.requests = 0
         connection.open = connection.connected_once = True
+        connection.setup_seen = True
         connection.server_closed = False
         _connections.add(connection)
     else:
         connection.open = False
     _tell("connection_opened", setup, connection.pool)
+
+
+def connection_found(connection: Connection) -> None:
+    """A connection checked out open that conntrace never saw set up (it was made before
+    conntrace was switched on): it gets an id, and its requests are counted from now."""
+    global _next_connection_id
+    with _lock:
+        _next_connection_id += 1
+        connection.id = _next_connection_id
+    connection.setup_seen = False
+    connection.requests = 0
+    connection.open = connection.connected_once = True
+    _connections.add(connection)
 
 
 def connection_closed(connection: Connection) -> None:

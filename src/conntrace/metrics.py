@@ -175,7 +175,8 @@ class ConnectionMetrics(BaseSink):
 
     def connection_closed(self, connection: Connection, closed_ns: int) -> None:
         pool = connection.pool
-        if self._closed or pool is None or connection.id is None:
+        if self._closed or pool is None or connection.id is None or not connection.setup_seen:
+            # Not set up under conntrace: when it opened is unknown.
             return
         seconds = max(closed_ns - connection.opened_ns, 0) / 1e9
         self._duration.record(seconds, _pool_attributes(pool))

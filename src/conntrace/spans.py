@@ -226,7 +226,10 @@ class _Build:
             if connection is not None and attempt.request_number:
                 attributes[A.CONNECTION_ID] = connection.id
                 attributes[A.CONNECTION_REQUEST_NUMBER] = attempt.request_number
-                attributes[A.CONNECTION_AGE_MS] = attempt.age_ms
+                if attempt.age_ms is not None:
+                    attributes[A.CONNECTION_AGE_MS] = attempt.age_ms
+                if not connection.setup_seen:
+                    attributes[A.CONNECTION_SETUP_SEEN] = False
         if attempt.idle_ms is not None:
             attributes[A.CONNECTION_IDLE_MS] = attempt.idle_ms
         if attempt.reused and connection is not None and connection.setup_context is not None:

@@ -102,11 +102,20 @@ def _start_connect(instance: Any, args: tuple, kwargs: dict) -> _Connect | None:
     return _Connect(setup, str(address[0]), int(address[1]))
 
 
+_GETADDRINFO = "dns.getaddrinfo"
+
+
 def _getaddrinfo(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
     connect = _resolving.get()
     if connect is None or connect.lookup is not None or not _runtime.active:
         return wrapped(*args, **kwargs)
-    started = time.time_ns()
+    try:
+        if _runtime.fault is not None:
+            _runtime.fault(_GETADDRINFO, "start")
+        started = time.time_ns()
+    except Exception:
+        _runtime.report_internal_error(_GETADDRINFO)
+        return wrapped(*args, **kwargs)
     try:
         answers = wrapped(*args, **kwargs)
     except BaseException as error:
@@ -120,9 +129,15 @@ def _record_lookup(
     connect: _Connect, started: int, answers: Any, error: BaseException | None
 ) -> None:
     try:
+        if _runtime.fault is not None:
+            _runtime.fault(_GETADDRINFO, "finish")
         connect.resolved(started, answers, error)
     except Exception:
-        _runtime.report_internal_error("dns.getaddrinfo")
+        _runtime.report_internal_error(_GETADDRINFO)
+
+
+# Named as ``_runtime.hook`` names its wrappers: it is one of the hooks.
+_getaddrinfo.__name__ = f"conntrace_{_GETADDRINFO}"
 
 
 def apply(patcher: Patcher, urllib3: ModuleType) -> None:

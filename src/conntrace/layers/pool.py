@@ -64,6 +64,9 @@ def pool_of(pool: PoolLike) -> Pool:
 def _new_pool(pool: PoolLike) -> Pool:
     queue = getattr(pool, "pool", None)
     record = Pool(pool.scheme, pool.host, pool.port, getattr(queue, "maxsize", 0) or 0)
+    # A pool made before conntrace was switched on may have made connections already: its
+    # next new one is then not its first.
+    record.objects = getattr(pool, "num_connections", 0) or 0
     pool._conntrace_pool = record  # type: ignore[attr-defined]
     return record
 
@@ -192,6 +195,10 @@ class _Checkout:
             if self.started:
                 attempt.wait_ms = _ms(now - self.started)
         if conn.sock is not None:
+            # Open, but its setup never seen: made before conntrace was switched on (the
+            # exporter's own connections, set up while suppressed, are not the program's).
+            if not connection.connected_once and not _runtime.suppressed():
+                ledger.connection_found(connection)
             if attempt is not None:
                 attempt.reused = True
                 if connection.released_ns is not None:
@@ -251,7 +258,8 @@ class _Exchange:
         attempt.end_ns = now
         if record.id is not None:
             attempt.request_number = record.requests
-            attempt.age_ms = _ms(now - record.opened_ns)
+            if record.setup_seen:
+                attempt.age_ms = _ms(now - record.opened_ns)
         if closed_by_server:
             attempt.closed_by_server = True
             attempt.events.append(Event(A.EVENT_SERVER_CLOSED, {A.CONNECTION_ID: record.id or 0}))
