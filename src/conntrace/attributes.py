@@ -47,6 +47,12 @@ POOL_WAIT_MS = "conntrace.pool.wait_ms"
 POOL_MAX_SIZE = "conntrace.pool.max_size"
 POOL_COUNT = "conntrace.pool.count"
 
+# --- conntrace: the proxy a request went through -------------------------------------------------
+# The semantic conventions name the server behind a proxy (server.*) and the proxy's socket
+# address (network.peer.*), but not the proxy as configured (its name and port).
+PROXY_ADDRESS = "conntrace.proxy.address"
+PROXY_PORT = "conntrace.proxy.port"
+
 # --- conntrace: socket options seen on a new TCP connection --------------------------------------
 SOCKET_KEEPALIVE = "conntrace.socket.keepalive"
 SOCKET_NODELAY = "conntrace.socket.nodelay"
@@ -65,6 +71,7 @@ SPAN_CONNECTION_SETUP = "HTTP connection_setup"
 SPAN_DNS = "DNS lookup"
 SPAN_CONNECT = "socket connect"
 SPAN_TLS = "TLS client handshake"
+SPAN_PROXY = "HTTP CONNECT tunnel"
 
 # --- span events ---------------------------------------------------------------------------------
 EVENT_POOL_DISCARDED = "conntrace.pool.discarded"

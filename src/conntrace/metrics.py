@@ -21,7 +21,7 @@ from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
 from . import attributes as A
 from . import ledger
-from .ledger import DNS, TCP, Attempt, BaseSink, Connection, Pool, Setup
+from .ledger import DNS, TCP, TLS, Attempt, BaseSink, Connection, Pool, Server, Setup
 
 if TYPE_CHECKING:
     from .findings import Diagnosis
@@ -143,21 +143,24 @@ class ConnectionMetrics(BaseSink):
 
     def attempt_ended(self, attempt: Attempt) -> None:
         if attempt.wait_ms is not None and not self._closed:
-            pool = attempt.pool
+            host, port = attempt.server
             self._queue.record(
                 attempt.wait_ms / 1000.0,
-                {
-                    A.SERVER_ADDRESS: pool.host,
-                    A.SERVER_PORT: pool.port,
-                    A.URL_SCHEME: pool.scheme,
-                    A.HTTP_REQUEST_METHOD: attempt.method,
-                },
+                _via(
+                    attempt.proxy,
+                    {
+                        A.SERVER_ADDRESS: host,
+                        A.SERVER_PORT: port,
+                        A.URL_SCHEME: attempt.pool.scheme,
+                        A.HTTP_REQUEST_METHOD: attempt.method,
+                    },
+                ),
             )
 
     def connection_opened(self, setup: Setup, pool: Pool | None) -> None:
         if self._closed:
             return
-        where = {A.SERVER_ADDRESS: setup.host, A.SERVER_PORT: setup.port}
+        where = _via(setup.proxy, {A.SERVER_ADDRESS: setup.host, A.SERVER_PORT: setup.port})
         for step in setup.steps:
             error = type(step.error).__qualname__ if step.error is not None else None
             seconds = step.ms / 1000.0
@@ -166,7 +169,7 @@ class ConnectionMetrics(BaseSink):
                 self._dns.record(seconds, _with_error({A.DNS_QUESTION_NAME: name}, error))
             elif step.name == TCP:
                 self._connect.record(seconds, _with_error(dict(where), error))
-            else:
+            elif step.name == TLS:
                 attributes = dict(where)
                 version = step.details.get(A.TLS_PROTOCOL_VERSION)
                 if version:
@@ -185,7 +188,7 @@ class ConnectionMetrics(BaseSink):
     def _observe_requests(self, options: CallbackOptions) -> Iterable[Observation]:
         observations = []
         for host in self._diagnosis.host_stats():
-            where: dict[str, Any] = {A.SERVER_ADDRESS: host.host, A.SERVER_PORT: host.port}
+            where = _via(host.proxy, {A.SERVER_ADDRESS: host.host, A.SERVER_PORT: host.port})
             for reused, count in ((True, host.reused), (False, host.requests - host.reused)):
                 if count:
                     observations.append(Observation(count, {**where, A.CONNECTION_REUSED: reused}))
@@ -195,11 +198,14 @@ class ConnectionMetrics(BaseSink):
         return [
             Observation(
                 count,
-                {
-                    A.SERVER_ADDRESS: host.host,
-                    A.SERVER_PORT: host.port,
-                    A.CONNECTION_REASON: reason,
-                },
+                _via(
+                    host.proxy,
+                    {
+                        A.SERVER_ADDRESS: host.host,
+                        A.SERVER_PORT: host.port,
+                        A.CONNECTION_REASON: reason,
+                    },
+                ),
             )
             for host in self._diagnosis.host_stats()
             for reason, count in host.opened.items()
@@ -231,6 +237,13 @@ class ConnectionMetrics(BaseSink):
             )
             for key in keys
         ]
+
+
+def _via(proxy: Server | None, attributes: dict[str, Any]) -> dict[str, Any]:
+    """``attributes``, naming the proxy the traffic went through, if any."""
+    if proxy is not None:
+        attributes[A.PROXY_ADDRESS], attributes[A.PROXY_PORT] = proxy
+    return attributes
 
 
 def _pool_attributes(pool: Pool) -> dict[str, Any]:

@@ -129,11 +129,11 @@ class Recorder(BaseSink):
     # --- read from the ledger ------------------------------------------------------------
 
     def attempt_ended(self, attempt: Attempt) -> None:
-        pool = attempt.pool
+        host, port = attempt.server
         connection = attempt.connection
         request = Request(
-            pool.host,
-            pool.port,
+            host,
+            port,
             attempt.method,
             attempt.status,
             attempt.reused,

@@ -30,6 +30,7 @@ from .. import _runtime, ledger
 from .. import attributes as A
 from .._context import current_attempt, current_call, current_setup
 from ..ledger import BROKEN, DISCARDED, KEPT, Attempt, Call, Connection, Event, Pool, Setup
+from .proxy import proxy_of, setup_server, target_of
 
 if TYPE_CHECKING:
     from .._patching import Patcher
@@ -63,7 +64,9 @@ def pool_of(pool: PoolLike) -> Pool:
 
 def _new_pool(pool: PoolLike) -> Pool:
     queue = getattr(pool, "pool", None)
-    record = Pool(pool.scheme, pool.host, pool.port, getattr(queue, "maxsize", 0) or 0)
+    record = Pool(
+        pool.scheme, pool.host, pool.port, getattr(queue, "maxsize", 0) or 0, proxy_of(pool)
+    )
     pool._conntrace_pool = record  # type: ignore[attr-defined]
     return record
 
@@ -160,6 +163,9 @@ def _start_urlopen(instance: Any, args: tuple, kwargs: dict) -> _Urlopen:
             call = own_call = Call(f"{pool.host}:{pool.port}", {})
             ledger.call_started(call)
     attempt = Attempt(call, pool, method, url)
+    if pool.proxy is not None and "://" in url:
+        # Forwarded through a proxy: the request's absolute URL names its server.
+        attempt.server = target_of(url)
     call.attempts.append(attempt)
     call.attempt_started(attempt)
     if pool.pending:
@@ -314,13 +320,17 @@ class _Setup:
         )
         connection.pending_reason = None
         pool = connection.pool
-        port = conn.port or ledger.default_port(getattr(conn, "scheme", "http"))
-        setup = self.setup = Setup(
-            conn.host, port, reason, pool.max_size if pool else 0, time.time_ns()
-        )
         attempt = current_attempt.get()
-        if attempt is not None and attempt.connection is connection:
-            attempt.setup = setup
+        mine = attempt is not None and attempt.connection is connection
+        if mine:
+            (host, port), proxy = attempt.server, attempt.proxy  # type: ignore[union-attr]
+        else:
+            host, port, proxy = setup_server(conn, pool)
+        setup = self.setup = Setup(
+            host, port, reason, pool.max_size if pool else 0, time.time_ns(), proxy
+        )
+        if mine:
+            attempt.setup = setup  # type: ignore[union-attr]
         self.token = current_setup.set(setup)
 
     def finish(self, result: Any, error: BaseException | None) -> None:
