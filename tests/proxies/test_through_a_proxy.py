@@ -69,7 +69,9 @@ def attempts(spans: list[Any]) -> list[Any]:
 
 
 def children(spans: list[Any], parent: Any) -> list[Any]:
-    found = [s for s in spans if s.parent is not None and s.parent.span_id == parent.context.span_id]
+    found = [
+        s for s in spans if s.parent is not None and s.parent.span_id == parent.context.span_id
+    ]
     return sorted(found, key=lambda s: s.start_time)
 
 
@@ -189,7 +191,9 @@ def test_requests_with_proxy_credentials_never_writes_them(
     assert_no_credentials(written(diagnosed))
 
 
-def test_connection_close_opens_a_tunnel_per_request(diagnosed: Diagnosed, tls_server, proxy, ca_file):
+def test_connection_close_opens_a_tunnel_per_request(
+    diagnosed: Diagnosed, tls_server, proxy, ca_file
+):
     local = tls_server(close_after_response=True)
     through = proxy()
     session = requests.Session()
@@ -224,7 +228,11 @@ def test_a_refused_proxy_fails_the_setup_with_the_programs_own_error(
     assert tcp.attributes[A.ERROR_TYPE] == "ConnectionRefusedError"
     assert not named(spans, A.SPAN_PROXY)
     [host] = diagnosed.diagnosis.host_stats()
-    assert (host.host, host.port, host.proxy) == ("localhost", local.port, ("127.0.0.1", refused_port))
+    assert (host.host, host.port, host.proxy) == (
+        "localhost",
+        local.port,
+        ("127.0.0.1", refused_port),
+    )
     assert (host.requests, host.failed_connects) == (1, 1)
     assert local.connections == []
 
@@ -353,3 +361,13 @@ def test_the_proxy_layer_is_removed_with_the_others(tls_server, proxy, client_co
     conntrace.instrument()
     conntrace.uninstrument()
     assert not hasattr(urllib3.connection.HTTPConnection._tunnel, "__wrapped__")
+
+
+def test_error_messages_lose_the_credentials_of_the_urls_they_name():
+    from conntrace._redact import redact_userinfo
+
+    message = f"Cannot connect to proxy http://{USER}:{PASSWORD}@proxy.internal:3128/ (timeout)"
+    assert redact_userinfo(message) == (
+        "Cannot connect to proxy http://REDACTED:REDACTED@proxy.internal:3128/ (timeout)"
+    )
+    assert redact_userinfo("mail me at someone@example.com") == "mail me at someone@example.com"

@@ -40,7 +40,7 @@ _REFUSED = re.compile(r"Tunnel connection failed: (\d{3})")
 
 def proxy_of(pool: Any) -> Server | None:
     """The host and port of the proxy a urllib3 pool goes through (never its credentials)."""
-    proxy = getattr(pool, "proxy", None)
+    proxy: Any = getattr(pool, "proxy", None)
     host = getattr(proxy, "host", None)
     if not host:
         return None
