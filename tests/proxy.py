@@ -26,6 +26,7 @@ class LocalProxy:
         self.connect_statuses: list[int] = []
         self.forwarded: list[str] = []
         self.authorizations: list[str] = []
+        self.open_tunnels = 0
         self._lock = threading.Lock()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -134,6 +135,7 @@ class LocalProxy:
             return
         with self._lock:
             self.connect_statuses.append(200)
+            self.open_tunnels += 1
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         # The client waits for this answer before it sends anything through the tunnel, so
         # nothing is left in the reader's buffer.
@@ -145,14 +147,18 @@ class LocalProxy:
                     if not data:
                         break
                     sink.sendall(data)
+            # Either end closing ends the tunnel, as proxies do: the other pump's read
+            # returns at once.
             with contextlib.suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
+                sink.shutdown(socket.SHUT_RDWR)
 
         back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
         back.start()
         pump(client, upstream)
         back.join()
         _close(upstream)
+        with self._lock:
+            self.open_tunnels -= 1
 
 
 def _read_head(reader) -> tuple[str, str, dict[str, str]] | None:

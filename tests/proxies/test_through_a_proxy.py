@@ -27,6 +27,7 @@ from conntrace.console import Style, render_summary
 
 from ..conftest import dynamodb
 from ..proxy import LocalProxy
+from ..servers import wait_until
 from .conftest import Diagnosed
 
 USER, PASSWORD = "proxy-user-7f3a", "s3cret-proxy-pass-91c2"
@@ -206,6 +207,28 @@ def test_connection_close_opens_a_tunnel_per_request(
     [host] = diagnosed.diagnosis.host_stats()
     assert dict(host.opened) == {A.REASON_FIRST: 1, A.REASON_SERVER_CLOSED: 2}
     assert len(named(diagnosed.spans, A.SPAN_PROXY)) == 3
+
+
+def test_a_tunnel_closed_while_idle_is_reopened_as_stale(
+    diagnosed: Diagnosed, tls_server, proxy, client_context
+):
+    local = tls_server()
+    through = proxy()
+    http = urllib3.ProxyManager(through.url(), ssl_context=client_context)
+    assert http.request("GET", local.url).status == 200
+    local.close_idle_connections()
+    # The proxy passes the server's close on to the client's end of the tunnel.
+    assert wait_until(lambda: through.open_tunnels == 0)
+    assert http.request("GET", local.url).status == 200
+
+    assert len(through.connects) == 2
+    assert [c.requests for c in local.connections] == [1, 1]
+    [host] = diagnosed.diagnosis.host_stats()
+    assert dict(host.opened) == {A.REASON_FIRST: 1, A.REASON_STALE: 1}
+    assert host.dropped == 1
+    second = attempts(diagnosed.spans)[1]
+    assert second.attributes[A.CONNECTION_REASON] == A.REASON_STALE
+    assert A.EVENT_CONNECTION_DROPPED in [e.name for e in second.events]
 
 
 def test_a_refused_proxy_fails_the_setup_with_the_programs_own_error(

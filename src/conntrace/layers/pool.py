@@ -30,7 +30,7 @@ from .. import _runtime, ledger
 from .. import attributes as A
 from .._context import current_attempt, current_call, current_setup
 from ..ledger import BROKEN, DISCARDED, KEPT, Attempt, Call, Connection, Event, Pool, Setup
-from .proxy import proxy_of, setup_server, target_of
+from .proxy import proxy_of, replaced_tunnel, setup_server, target_of
 
 if TYPE_CHECKING:
     from .._patching import Patcher
@@ -187,6 +187,7 @@ class _Checkout:
 
     def finish(self, conn: Any, error: BaseException | None) -> None:
         if error is not None:
+            replaced_tunnel()
             return
         now = time.time_ns()
         pool = pool_of(self.pool)
@@ -203,15 +204,18 @@ class _Checkout:
                 if connection.released_ns is not None:
                     attempt.idle_ms = _ms(now - connection.released_ns)
             return
-        if connection.connected_once:
-            reason = connection.reason_for_reconnect()
+        # urllib3 1.26 replaces the object of a tunnel whose socket is gone with a new one:
+        # the new object carries on for the connection the old one carried.
+        previous = connection if connection.connected_once else replaced_tunnel()
+        if previous is not None:
+            reason = previous.reason_for_reconnect()
             if reason == A.REASON_STALE and attempt is not None:
-                idle = _ms(now - connection.released_ns) if connection.released_ns else 0.0
+                idle = _ms(now - previous.released_ns) if previous.released_ns else 0.0
                 attempt.idle_dropped_ms.append(idle)
                 attempt.events.append(
                     Event(
                         A.EVENT_CONNECTION_DROPPED,
-                        {A.CONNECTION_ID: connection.id or 0, A.CONNECTION_IDLE_MS: idle},
+                        {A.CONNECTION_ID: previous.id or 0, A.CONNECTION_IDLE_MS: idle},
                     )
                 )
         else:

@@ -19,6 +19,7 @@ host and port only, and ``Proxy-Authorization`` is never looked at.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 from .. import _runtime
 from .. import attributes as A
 from .._context import current_setup
-from ..ledger import PROXY, Pool, Server, Step, default_port
+from ..ledger import PROXY, Connection, Pool, Server, Step, default_port
 
 if TYPE_CHECKING:
     from .._patching import Patcher
@@ -62,6 +63,33 @@ def setup_server(conn: Any, pool: Pool | None) -> tuple[str, int, Server | None]
         return str(tunnel), int(port), (str(conn.host), int(conn.port or default_port("http")))
     port = conn.port or default_port(getattr(conn, "scheme", "http"))
     return conn.host, port, pool.proxy if pool is not None else None
+
+
+# urllib3 1.26 never reconnects a tunnel's connection object (http.client's tunnel state
+# would send the next request past the proxy): ``_get_conn`` closes one whose socket is gone
+# and makes a new object. The old one's record waits here, on the thread of that checkout,
+# for the pool layer to take (``replaced_tunnel``).
+_replaced = threading.local()
+
+
+def replaced_tunnel() -> Connection | None:
+    """The connection a new connection object replaces, in this checkout (1.26 tunnels)."""
+    record: Connection | None = getattr(_replaced, "connection", None)
+    if record is not None:
+        _replaced.connection = None
+    return record
+
+
+def _dropped(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    dropped = wrapped(*args, **kwargs)
+    if dropped and _runtime.active:
+        try:
+            conn = args[0] if args else kwargs.get("conn")
+            if getattr(conn, "auto_open", 1) == 0:
+                _replaced.connection = getattr(conn, "_conntrace", None)
+        except Exception:
+            _runtime.report_internal_error("proxy.is_connection_dropped")
+    return dropped
 
 
 class _Tunnel:
@@ -109,3 +137,6 @@ def apply(patcher: Patcher, urllib3: ModuleType) -> None:
         "HTTPConnection._tunnel",
         _runtime.hook("proxy.tunnel", _start_tunnel),
     )
+    if urllib3.__version__.startswith("1."):
+        # Only 1.26 marks a tunnel's object as not to be reconnected (``auto_open = 0``).
+        patcher.wrap(urllib3.connectionpool, "is_connection_dropped", _dropped)
