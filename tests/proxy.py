@@ -4,7 +4,9 @@ It listens on 127.0.0.1 only and forwards only to 127.0.0.1, counting what connt
 to see from the client side: client connections accepted, CONNECT requests (and their
 answers), and requests forwarded. With ``credentials`` it asks for Basic authentication and
 answers 407 when ``Proxy-Authorization`` is missing or wrong; it records every header it
-received, so tests can check what the client sent.
+received, so tests can check what the client sent. With ``tls`` it is an HTTPS proxy
+(clients speak TLS to it, and TLS to the server inside the tunnel); ``upstream_tls`` is how
+it speaks to servers of ``https://`` URLs it forwards (``use_forwarding_for_https``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
+import ssl
 import threading
 from urllib.parse import urlsplit
 
@@ -19,8 +22,17 @@ from .servers import _close
 
 
 class LocalProxy:
-    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        credentials: tuple[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        upstream_tls: ssl.SSLContext | None = None,
+        host_name: str = "127.0.0.1",
+    ) -> None:
         self.credentials = credentials
+        self.tls = tls
+        self.upstream_tls = upstream_tls
+        self.host_name = host_name
         self.accepted = 0
         self.connects: list[tuple[str, int]] = []
         self.connect_statuses: list[int] = []
@@ -39,7 +51,7 @@ class LocalProxy:
 
     def url(self, user: str | None = None, password: str | None = None) -> str:
         auth = f"{user}:{password}@" if user is not None else ""
-        return f"http://{auth}127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{auth}{self.host_name}:{self.port}"
 
     def stop(self) -> None:
         self._stopped = True
@@ -71,6 +83,8 @@ class LocalProxy:
         upstream: socket.socket | None = None
         upstream_address: tuple[str, int] | None = None
         try:
+            if self.tls is not None:
+                client = self.tls.wrap_socket(client, server_side=True)
             reader = client.makefile("rb")
             while True:
                 head = _read_head(reader)
@@ -99,6 +113,10 @@ class LocalProxy:
                     if upstream is not None:
                         _close(upstream)
                     upstream = socket.create_connection(address)
+                    if parts.scheme == "https" and self.upstream_tls is not None:
+                        upstream = self.upstream_tls.wrap_socket(
+                            upstream, server_hostname=parts.hostname
+                        )
                     upstream_address = address
                 with self._lock:
                     self.forwarded.append(target)
@@ -116,7 +134,7 @@ class LocalProxy:
                 client.sendall(response)
                 if close:
                     return
-        except OSError:
+        except (OSError, ValueError):
             return
         finally:
             if upstream is not None:

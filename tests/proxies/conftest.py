@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -14,8 +15,8 @@ def proxy() -> Iterator[type[LocalProxy]]:
     started: list[LocalProxy] = []
 
     class Started(LocalProxy):
-        def __init__(self, credentials: tuple[str, str] | None = None) -> None:
-            super().__init__(credentials)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
             started.append(self)
 
     yield Started

@@ -110,14 +110,14 @@ def assert_no_credentials(text: str) -> None:
 def assert_counted_under_target(diagnosed: Diagnosed, target: tuple[str, int], proxy: LocalProxy):
     [host] = diagnosed.diagnosis.host_stats()
     assert (host.host, host.port) == target
-    assert host.proxy == ("127.0.0.1", proxy.port)
+    assert host.proxy == (proxy.host_name, proxy.port)
     [entry] = report.section(diagnosed.diagnosis)["hosts"]
     assert (entry["server_address"], entry["server_port"]) == target
-    assert (entry["proxy_address"], entry["proxy_port"]) == ("127.0.0.1", proxy.port)
+    assert (entry["proxy_address"], entry["proxy_port"]) == (proxy.host_name, proxy.port)
     text = summary(diagnosed)
-    assert f"{target[0]}:{target[1]} via proxy 127.0.0.1:{proxy.port}" in text
+    assert f"{target[0]}:{target[1]} via proxy {proxy.host_name}:{proxy.port}" in text
     # The proxy is no host of its own.
-    assert f"\n  127.0.0.1:{proxy.port}" not in text
+    assert f"\n  {proxy.host_name}:{proxy.port}" not in text
     points = diagnosed.points(A.METRIC_REQUESTS)
     assert {(p[1][A.SERVER_ADDRESS], p[1][A.SERVER_PORT]) for p in points} == {target}
     assert {p[1][A.PROXY_PORT] for p in points} == {proxy.port}
@@ -308,6 +308,68 @@ def test_a_bad_certificate_on_the_target_fails_tls_through_the_tunnel(
     assert tls.attributes[A.TLS_SERVER_NAME] == "localhost"
     [host] = diagnosed.diagnosis.host_stats()
     assert (host.host, host.failed_connects) == ("localhost", 1)
+
+
+def https_proxy(proxy: Any, ca: Any, client_context: ssl.SSLContext) -> LocalProxy:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    return proxy(tls=context, upstream_tls=client_context, host_name="localhost")
+
+
+def test_https_proxy_tunnel_is_tls_to_the_proxy_then_tls_inside(
+    diagnosed: Diagnosed, tls_server, proxy, ca, client_context
+):
+    local = tls_server()
+    through = https_proxy(proxy, ca, client_context)
+    http = urllib3.ProxyManager(
+        through.url(), ssl_context=client_context, proxy_ssl_context=client_context
+    )
+    for _ in range(2):
+        assert http.request("GET", local.url).status == 200
+
+    assert (through.accepted, len(through.connects)) == (1, 1)
+    assert [c.requests for c in local.connections] == [2]
+    spans = diagnosed.spans
+    [setup] = named(spans, A.SPAN_CONNECTION_SETUP)
+    dns, tcp, to_proxy, tunnel, inside = children(spans, setup)
+    assert (to_proxy.name, to_proxy.attributes[A.PROXY_PORT]) == (
+        f"{A.SPAN_TLS} localhost",
+        through.port,
+    )
+    assert tunnel.name == f"{A.SPAN_PROXY} localhost:{local.port}"
+    assert inside.name == f"{A.SPAN_TLS} localhost"
+    assert A.PROXY_ADDRESS not in inside.attributes
+    assert inside.status.status_code.name == "UNSET"
+    host, _ = assert_counted_under_target(diagnosed, ("localhost", local.port), through)
+    assert (host.requests, host.reused) == (2, 1)
+
+
+def test_https_forwarded_by_an_https_proxy_has_no_tunnel(
+    diagnosed: Diagnosed, tls_server, proxy, ca, client_context
+):
+    local = tls_server()
+    through = https_proxy(proxy, ca, client_context)
+    http = urllib3.ProxyManager(
+        through.url(),
+        proxy_ssl_context=client_context,
+        use_forwarding_for_https=True,
+        # 1.26 speaks TLS to a forwarding proxy with ``ssl_context``; 2.x with
+        # ``proxy_ssl_context``, and warns that ``ssl_context`` will be refused there.
+        **({"ssl_context": client_context} if urllib3.__version__.startswith("1.") else {}),
+    )
+    for _ in range(2):
+        assert http.request("GET", f"{local.url}/item").status == 200
+
+    assert through.connects == []
+    assert through.forwarded == [f"{local.url}/item"] * 2
+    spans = diagnosed.spans
+    [setup] = named(spans, A.SPAN_CONNECTION_SETUP)
+    steps = children(spans, setup)
+    # One TLS session, to the proxy: it reads the requests and forwards them.
+    assert [s.name.split(" ")[0] for s in steps] == ["DNS", "socket", "TLS"]
+    assert all(s.attributes[A.PROXY_PORT] == through.port for s in steps)
+    host, _ = assert_counted_under_target(diagnosed, ("localhost", local.port), through)
+    assert (host.requests, host.reused) == (2, 1)
 
 
 # --- forwarding ----------------------------------------------------------------------------------
