@@ -332,6 +332,8 @@ def test_https_proxy_tunnel_is_tls_to_the_proxy_then_tls_inside(
     spans = diagnosed.spans
     [setup] = named(spans, A.SPAN_CONNECTION_SETUP)
     dns, tcp, to_proxy, tunnel, inside = children(spans, setup)
+    assert dns.attributes[A.DNS_QUESTION_NAME] == "localhost"
+    assert tcp.attributes[A.NETWORK_PEER_PORT] == through.port
     assert (to_proxy.name, to_proxy.attributes[A.PROXY_PORT]) == (
         f"{A.SPAN_TLS} localhost",
         through.port,
