@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -444,10 +445,35 @@ def test_boto3_through_a_connect_tunnel(diagnosed: Diagnosed, tls_server, proxy,
     assert_no_credentials(written(diagnosed))
 
 
-def test_the_proxy_layer_is_removed_with_the_others(tls_server, proxy, client_context):
+def test_boto3_takes_https_proxy_from_the_environment(
+    diagnosed: Diagnosed, tls_server, proxy, ca_file, monkeypatch
+):
+    local = tls_server()
+    through = proxy(credentials=(USER, PASSWORD))
+    monkeypatch.setenv("HTTPS_PROXY", through.url(USER, PASSWORD))
+    client = boto3.client(
+        "dynamodb", endpoint_url=local.url, region_name="us-east-1", verify=ca_file
+    )
+    for _ in range(2):
+        client.list_tables()
+
+    assert through.connects == [("localhost", local.port)]
+    host, _ = assert_counted_under_target(diagnosed, ("localhost", local.port), through)
+    assert (host.requests, sum(host.opened.values())) == (2, 1)
+    assert_no_credentials(written(diagnosed))
+
+
+def test_the_proxy_layer_is_removed_with_the_others():
+    connection_class, pools = urllib3.connection.HTTPConnection, urllib3.connectionpool
+    tunnel, dropped = connection_class._tunnel, pools.is_connection_dropped
     conntrace.instrument()
-    conntrace.uninstrument()
-    assert not hasattr(urllib3.connection.HTTPConnection._tunnel, "__wrapped__")
+    try:
+        assert connection_class._tunnel is not tunnel
+        if urllib3.__version__.startswith("1."):
+            assert pools.is_connection_dropped is not dropped
+    finally:
+        conntrace.uninstrument()
+    assert (connection_class._tunnel, pools.is_connection_dropped) == (tunnel, dropped)
 
 
 def test_error_messages_lose_the_credentials_of_the_urls_they_name():
@@ -458,3 +484,24 @@ def test_error_messages_lose_the_credentials_of_the_urls_they_name():
         "Cannot connect to proxy http://REDACTED:REDACTED@proxy.internal:3128/ (timeout)"
     )
     assert redact_userinfo("mail me at someone@example.com") == "mail me at someone@example.com"
+
+
+def test_the_program_gets_the_same_proxy_errors_traced_or_not(
+    spans_off, tls_server, proxy, refused_port, ca_file
+):
+    local = tls_server()
+    through = proxy(credentials=(USER, PASSWORD))
+
+    def errors() -> list[tuple[type, str]]:
+        seen = []
+        for proxy_url in (through.url(USER, "wrong"), f"http://127.0.0.1:{refused_port}"):
+            with pytest.raises(requests.exceptions.ProxyError) as raised:
+                requests.get(local.url, proxies={"https": proxy_url}, verify=ca_file)
+            # Object addresses differ from run to run.
+            seen.append((type(raised.value), re.sub(r"0x[0-9a-f]+", "0x", str(raised.value))))
+        return seen
+
+    untraced = errors()
+    spans = spans_off.enable()
+    assert errors() == untraced
+    assert len(spans.setups) == 2
