@@ -208,6 +208,10 @@ def test_connection_close_opens_a_tunnel_per_request(
     [host] = diagnosed.diagnosis.host_stats()
     assert dict(host.opened) == {A.REASON_FIRST: 1, A.REASON_SERVER_CLOSED: 2}
     assert len(named(diagnosed.spans, A.SPAN_PROXY)) == 3
+    # Each new tunnel looked the proxy up, not the server (the proxy resolves that).
+    finding = diagnosed.finding(A.FINDING_REPEATED_DNS)
+    assert finding.target == f"localhost:{local.port}"
+    assert finding.summary.startswith("127.0.0.1 was looked up 3 times")
 
 
 def test_a_tunnel_closed_while_idle_is_reopened_as_stale(

@@ -156,6 +156,11 @@ class HostStats(_Examples):
         return f"{self.host}:{self.port}"
 
     @property
+    def dns_name(self) -> str:
+        """The name each new connection looks up: the proxy's, for requests through one."""
+        return self.proxy[0] if self.proxy is not None else self.host
+
+    @property
     def pools_seen(self) -> int:
         """Pools made for this server: events count the second and later ones."""
         return max(self.pools, 1 if self.requests else 0)
