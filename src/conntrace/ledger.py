@@ -371,7 +371,7 @@ class Attempt:
         self.url = url
         # The server the request is for (a proxied request's target, not the proxy), and
         # the proxy it went through.
-        self.server: Server = pool.server
+        self.server: Server = (pool.host, pool.port)
         self.proxy: Server | None = pool.proxy
         self.resend = len(call.attempts)
         self.start_ns = time.time_ns()
