@@ -406,6 +406,8 @@ def test_plain_http_through_a_forwarding_proxy_is_counted_under_the_target(
     assert setup.name == f"{A.SPAN_CONNECTION_SETUP} 127.0.0.1:{local.port}"
     host, _ = assert_counted_under_target(diagnosed, ("127.0.0.1", local.port), through)
     assert (host.requests, host.reused, sum(host.opened.values())) == (3, 2, 1)
+    # Each GET is a call of its own, named by its server (what operation findings name).
+    assert list(diagnosed.diagnosis._operations) == [f"127.0.0.1:{local.port}"]
     assert_no_credentials(written(diagnosed))
 
 

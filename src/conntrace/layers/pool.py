@@ -150,6 +150,8 @@ def _start_urlopen(instance: Any, args: tuple, kwargs: dict) -> _Urlopen:
     method = args[0] if args else kwargs.get("method", "GET")
     url = args[1] if len(args) > 1 else kwargs.get("url", "/")
     pool = pool_of(instance)
+    # Forwarded through a proxy, the request's absolute URL names its server.
+    server = target_of(url) if pool.proxy is not None and "://" in url else None
     previous = current_attempt.get()
     own_call = None
     if previous is not None and previous.pool is pool and not previous.ended:
@@ -160,12 +162,12 @@ def _start_urlopen(instance: Any, args: tuple, kwargs: dict) -> _Urlopen:
     else:
         call = current_call.get()  # type: ignore[assignment]
         if call is None:
-            call = own_call = Call(f"{pool.host}:{pool.port}", {})
+            host, port = server or pool.server
+            call = own_call = Call(f"{host}:{port}", {})
             ledger.call_started(call)
     attempt = Attempt(call, pool, method, url)
-    if pool.proxy is not None and "://" in url:
-        # Forwarded through a proxy: the request's absolute URL names its server.
-        attempt.server = target_of(url)
+    if server is not None:
+        attempt.server = server
     call.attempts.append(attempt)
     call.attempt_started(attempt)
     if pool.pending:
