@@ -511,3 +511,17 @@ def test_the_program_gets_the_same_proxy_errors_traced_or_not(
     spans = spans_off.enable()
     assert errors() == untraced
     assert len(spans.setups) == 2
+
+
+def test_the_pytest_recorder_counts_a_tunnel_under_its_server(
+    conntrace_recorder, tls_server, proxy, client_context
+):
+    local = tls_server()
+    through = proxy()
+    http = urllib3.ProxyManager(through.url(), ssl_context=client_context)
+    for _ in range(3):
+        assert http.request("GET", local.url).status == 200
+
+    conntrace_recorder.assert_connections(local.url, opened=1, reasons={A.REASON_FIRST: 1})
+    conntrace_recorder.assert_reused(local.url, count=2)
+    assert conntrace_recorder.opened(f"127.0.0.1:{through.port}") == {}
