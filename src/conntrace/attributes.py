@@ -7,6 +7,8 @@ under the ``conntrace.`` namespace. The README lists this module as a table.
 
 from __future__ import annotations
 
+from typing import Any
+
 # --- OpenTelemetry semantic conventions ----------------------------------------------------------
 HTTP_REQUEST_METHOD = "http.request.method"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
@@ -52,6 +54,14 @@ POOL_COUNT = "conntrace.pool.count"
 # address (network.peer.*), but not the proxy as configured (its name and port).
 PROXY_ADDRESS = "conntrace.proxy.address"
 PROXY_PORT = "conntrace.proxy.port"
+
+
+def with_proxy(proxy: tuple[str, int] | None, attributes: dict[str, Any]) -> dict[str, Any]:
+    """``attributes``, naming the proxy the traffic went through, if any."""
+    if proxy is not None:
+        attributes[PROXY_ADDRESS], attributes[PROXY_PORT] = proxy
+    return attributes
+
 
 # --- conntrace: socket options seen on a new TCP connection --------------------------------------
 SOCKET_KEEPALIVE = "conntrace.socket.keepalive"

@@ -6,7 +6,8 @@ summary prints the diagnosis's per-host counts (the same model as the JSON repor
 findings. Sampling does not change what it shows.
 
 Per host the summary counts calls, HTTP requests, connections opened and why, reuse, and
-the time spent in DNS, TCP and TLS as a share of the time spent in requests.
+the time spent in DNS, TCP, a proxy's CONNECT and TLS as a share of the time spent in
+requests. A host reached through a proxy is named with it ("via proxy host:port").
 """
 
 from __future__ import annotations

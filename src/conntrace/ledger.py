@@ -140,7 +140,7 @@ class Connection:
         self.connected_once = False
         self.server_closed = False
         self.pending_reason: str | None = None
-        # The address and port its socket connected to (a proxy's, for a proxied request).
+        # The address and port its socket connected to, when that is a proxy's.
         self.peer: Server | None = None
         # The span context of the setup that opened it, when that was traced: reused
         # attempts link to it.
@@ -216,9 +216,8 @@ class Setup:
     def add(self, step: Step) -> None:
         """Record ``step``; until a proxy's tunnel is open, each step reaches the proxy (its
         lookup, the TCP connect to it, TLS to an HTTPS proxy), and is labelled so."""
-        proxy = self.proxy
-        if proxy is not None and step.name != PROXY and self.tunnel is None:
-            step.details[A.PROXY_ADDRESS], step.details[A.PROXY_PORT] = proxy
+        if self.proxy is not None and step.name != PROXY and self.tunnel is None:
+            A.with_proxy(self.proxy, step.details)
         self.steps.append(step)
 
     @property
@@ -573,7 +572,8 @@ def connection_opened(setup: Setup, connection: Connection) -> None:
         connection.requests = 0
         connection.open = connection.connected_once = True
         connection.server_closed = False
-        connection.peer = setup.peer
+        # Only a proxied request's span names its peer: the proxy, not its server.
+        connection.peer = setup.peer if setup.proxy is not None else None
         _connections.add(connection)
     else:
         connection.open = False

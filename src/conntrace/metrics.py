@@ -21,7 +21,7 @@ from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
 from . import attributes as A
 from . import ledger
-from .ledger import DNS, TCP, TLS, Attempt, BaseSink, Connection, Pool, Server, Setup
+from .ledger import DNS, TCP, TLS, Attempt, BaseSink, Connection, Pool, Setup
 
 if TYPE_CHECKING:
     from .findings import Diagnosis
@@ -146,7 +146,7 @@ class ConnectionMetrics(BaseSink):
             host, port = attempt.server
             self._queue.record(
                 attempt.wait_ms / 1000.0,
-                _via(
+                A.with_proxy(
                     attempt.proxy,
                     {
                         A.SERVER_ADDRESS: host,
@@ -160,7 +160,7 @@ class ConnectionMetrics(BaseSink):
     def connection_opened(self, setup: Setup, pool: Pool | None) -> None:
         if self._closed:
             return
-        where = _via(setup.proxy, {A.SERVER_ADDRESS: setup.host, A.SERVER_PORT: setup.port})
+        where = A.with_proxy(setup.proxy, {A.SERVER_ADDRESS: setup.host, A.SERVER_PORT: setup.port})
         for step in setup.steps:
             error = type(step.error).__qualname__ if step.error is not None else None
             seconds = step.ms / 1000.0
@@ -188,7 +188,9 @@ class ConnectionMetrics(BaseSink):
     def _observe_requests(self, options: CallbackOptions) -> Iterable[Observation]:
         observations = []
         for host in self._diagnosis.host_stats():
-            where = _via(host.proxy, {A.SERVER_ADDRESS: host.host, A.SERVER_PORT: host.port})
+            where = A.with_proxy(
+                host.proxy, {A.SERVER_ADDRESS: host.host, A.SERVER_PORT: host.port}
+            )
             for reused, count in ((True, host.reused), (False, host.requests - host.reused)):
                 if count:
                     observations.append(Observation(count, {**where, A.CONNECTION_REUSED: reused}))
@@ -198,7 +200,7 @@ class ConnectionMetrics(BaseSink):
         return [
             Observation(
                 count,
-                _via(
+                A.with_proxy(
                     host.proxy,
                     {
                         A.SERVER_ADDRESS: host.host,
@@ -237,13 +239,6 @@ class ConnectionMetrics(BaseSink):
             )
             for key in keys
         ]
-
-
-def _via(proxy: Server | None, attributes: dict[str, Any]) -> dict[str, Any]:
-    """``attributes``, naming the proxy the traffic went through, if any."""
-    if proxy is not None:
-        attributes[A.PROXY_ADDRESS], attributes[A.PROXY_PORT] = proxy
-    return attributes
 
 
 def _pool_attributes(pool: Pool) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from . import _runtime
 from . import attributes as A
 from ._context import current_attempt
 from ._redact import full_url, redact_userinfo
-from .ledger import DNS, PROXY, TCP, Attempt, BaseSink, Call, Event, Pool, Server, Setup, Step
+from .ledger import DNS, PROXY, TCP, Attempt, BaseSink, Call, Event, Pool, Setup, Step
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -215,7 +215,7 @@ class _Build:
         }
         connection = attempt.connection
         if attempt.proxy is not None:
-            _name_proxy(attempt.proxy, attributes)
+            A.with_proxy(attempt.proxy, attributes)
             if connection is not None and connection.peer is not None:
                 # The socket's other end is the proxy, not the server.
                 attributes[A.NETWORK_PEER_ADDRESS], attributes[A.NETWORK_PEER_PORT] = (
@@ -259,8 +259,7 @@ class _Build:
             A.SERVER_PORT: setup.port,
             A.CONNECTION_REASON: setup.reason,
         }
-        if setup.proxy is not None:
-            _name_proxy(setup.proxy, attributes)
+        A.with_proxy(setup.proxy, attributes)
         if setup.max_size:
             attributes[A.POOL_MAX_SIZE] = setup.max_size
         if setup.connection_id is not None:
@@ -327,10 +326,6 @@ def _failed(
             )
         )
     return Status(StatusCode.ERROR, message)
-
-
-def _name_proxy(proxy: Server, attributes: dict[str, Any]) -> None:
-    attributes[A.PROXY_ADDRESS], attributes[A.PROXY_PORT] = proxy
 
 
 def _new_span_id() -> int:
