@@ -61,7 +61,8 @@ _CONNECTION_BUCKETS: tuple[float, ...] = (
 )
 _CONNECTION_BUCKETS += (300.0,)
 
-_OpenKey = tuple[str, int, str, str]
+# Server address and port, scheme, state, and the proxy's address and port ("", 0: none).
+_OpenKey = tuple[str, int, str, str, str, int]
 
 
 def _histogram(meter: Meter, name: str, description: str, buckets: Sequence[float]) -> Histogram:
@@ -223,27 +224,30 @@ class ConnectionMetrics(BaseSink):
             if pool is None:
                 continue
             usage = A.CONNECTION_STATE_ACTIVE if state.checked_out else A.CONNECTION_STATE_IDLE
-            counts[(pool.host, pool.port, pool.scheme, usage)] += 1
+            proxy = pool.proxy or ("", 0)
+            counts[(pool.host, pool.port, pool.scheme, usage, *proxy)] += 1
         with self._lock:
             self._open_keys.update(counts)
             keys = sorted(self._open_keys)
         return [
             Observation(
                 counts.get(key, 0),
-                {
-                    A.SERVER_ADDRESS: key[0],
-                    A.SERVER_PORT: key[1],
-                    A.URL_SCHEME: key[2],
-                    A.HTTP_CONNECTION_STATE: key[3],
-                },
+                A.with_proxy(
+                    (key[4], key[5]) if key[4] else None,
+                    {
+                        A.SERVER_ADDRESS: key[0],
+                        A.SERVER_PORT: key[1],
+                        A.URL_SCHEME: key[2],
+                        A.HTTP_CONNECTION_STATE: key[3],
+                    },
+                ),
             )
             for key in keys
         ]
 
 
 def _pool_attributes(pool: Pool) -> dict[str, Any]:
-    return {
-        A.SERVER_ADDRESS: pool.host,
-        A.SERVER_PORT: pool.port,
-        A.URL_SCHEME: pool.scheme,
-    }
+    return A.with_proxy(
+        pool.proxy,
+        {A.SERVER_ADDRESS: pool.host, A.SERVER_PORT: pool.port, A.URL_SCHEME: pool.scheme},
+    )

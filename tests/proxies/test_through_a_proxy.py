@@ -172,6 +172,13 @@ def test_urllib3_proxy_manager_tunnels_once_for_n_requests(
     assert (host.requests, host.reused, host.opened[A.REASON_FIRST]) == (3, 2, 1)
     assert entry["proxy_ms"] > 0
     assert "CONNECT" in summary(diagnosed)
+    # The pooled connection is open now: counted for the server, with the proxy named.
+    [(_, attributes, point)] = [
+        found
+        for found in diagnosed.points(A.METRIC_OPEN_CONNECTIONS)
+        if found[1][A.SERVER_PORT] == local.port
+    ]
+    assert (point.value, attributes[A.PROXY_PORT]) == (1, through.port)
 
 
 def test_requests_with_proxy_credentials_never_writes_them(
