@@ -25,11 +25,12 @@ def _layer(name: str, trigger: str) -> Layer:
     return Layer(name, trigger, apply)
 
 
-# The pool layer first: the DNS, TCP and TLS layers record into the setups it opens.
+# The pool layer first: the DNS, TCP, TLS and proxy layers record into the setups it opens.
 _LAYERS = (
     _layer("pool", "urllib3"),
     _layer("dns_tcp", "urllib3"),
     _layer("tls", "urllib3"),
+    _layer("proxy", "urllib3"),
     _layer("botocore", "botocore.client"),
     _layer("awslambda", "awslambdaric.lambda_runtime_client"),
 )

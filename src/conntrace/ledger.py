@@ -55,14 +55,25 @@ class Pool:
         "peak",
         "pending",
         "port",
+        "proxy",
         "scheme",
     )
 
-    def __init__(self, scheme: str, host: str, port: int | None, max_size: int) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int | None,
+        max_size: int,
+        proxy: Server | None = None,
+    ) -> None:
         self.scheme = scheme
         self.host = host
         self.port: int = port or default_port(scheme)
         self.max_size = max_size
+        # The proxy its connections go through: its host is then the target of a CONNECT
+        # tunnel, or the proxy itself for plain HTTP forwarded by it.
+        self.proxy = proxy
         # This pool is the nth for its scheme, host and port in this process (0: unknown,
         # a pool made before conntrace was switched on).
         self.number = 0
@@ -109,6 +120,7 @@ class Connection:
         "id",
         "open",
         "opened_ns",
+        "peer",
         "pending_reason",
         "pool",
         "released_ns",
@@ -131,6 +143,8 @@ class Connection:
         # False: found open, made before conntrace was switched on (``connection_found``).
         self.setup_seen = True
         self.pending_reason: str | None = None
+        # The address and port its socket connected to, when that is a proxy's.
+        self.peer: Server | None = None
         # The span context of the setup that opened it, when that was traced: reused
         # attempts link to it.
         self.setup_context: SpanContext | None = None
@@ -140,7 +154,9 @@ class Connection:
 
 
 class Step:
-    """One step of a connection setup: a DNS lookup, a TCP connect, a TLS handshake."""
+    """One step of a connection setup: a DNS lookup, a TCP connect, a proxy's CONNECT
+    exchange, a TLS handshake. Steps taken to reach a proxy (its lookup, the TCP connect to
+    it, TLS to an HTTPS proxy) carry the proxy's address in their details."""
 
     __slots__ = ("details", "end_ns", "error", "name", "start_ns")
 
@@ -167,15 +183,26 @@ class Setup:
         "host",
         "max_size",
         "port",
+        "proxy",
         "reason",
         "span_id",
         "start_ns",
         "steps",
     )
 
-    def __init__(self, host: str, port: int, reason: str, max_size: int, start_ns: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        reason: str,
+        max_size: int,
+        start_ns: int,
+        proxy: Server | None = None,
+    ) -> None:
+        # The server the connection is for: the target of a proxy's tunnel, not the proxy.
         self.host = host
         self.port = port
+        self.proxy = proxy
         self.reason = reason
         self.max_size = max_size
         self.start_ns = start_ns
@@ -188,6 +215,21 @@ class Setup:
     @property
     def ok(self) -> bool:
         return self.connection_id is not None
+
+    def add(self, step: Step) -> None:
+        """Record ``step``; until a proxy's tunnel is open, each step reaches the proxy (its
+        lookup, the TCP connect to it, TLS to an HTTPS proxy), and is labelled so."""
+        if self.proxy is not None and step.name != PROXY and self.tunnel is None:
+            A.with_proxy(self.proxy, step.details)
+        self.steps.append(step)
+
+    @property
+    def tunnel(self) -> Step | None:
+        """The proxy's CONNECT exchange, when the connection is a tunnel through one."""
+        for step in self.steps:
+            if step.name == PROXY:
+                return step
+        return None
 
     @property
     def setup_ms(self) -> float:
@@ -209,8 +251,20 @@ class Setup:
         return self._ms(TLS)
 
     @property
+    def proxy_ms(self) -> float:
+        return self._ms(PROXY)
+
+    @property
     def dns_lookups(self) -> int:
         return sum(1 for step in self.steps if step.name == DNS)
+
+    @property
+    def peer(self) -> Server | None:
+        for step in self.steps:
+            if step.name == TCP and A.NETWORK_PEER_ADDRESS in step.details:
+                details = step.details
+                return details[A.NETWORK_PEER_ADDRESS], details[A.NETWORK_PEER_PORT]
+        return None
 
     @property
     def keepalive(self) -> bool | None:
@@ -220,7 +274,7 @@ class Setup:
         return None
 
 
-DNS, TCP, TLS = "dns", "tcp", "tls"
+DNS, TCP, TLS, PROXY = "dns", "tcp", "tls", "proxy"
 
 
 class Event:
@@ -298,10 +352,12 @@ class Attempt:
         "idle_ms",
         "method",
         "pool",
+        "proxy",
         "reason",
         "request_number",
         "resend",
         "reused",
+        "server",
         "setup",
         "span_id",
         "start_ns",
@@ -315,6 +371,10 @@ class Attempt:
         self.pool = pool
         self.method = method
         self.url = url
+        # The server the request is for (a proxied request's target, not the proxy), and
+        # the proxy it went through.
+        self.server: Server = (pool.host, pool.port)
+        self.proxy: Server | None = pool.proxy
         self.resend = len(call.attempts)
         self.start_ns = time.time_ns()
         self.end_ns = 0
@@ -517,6 +577,8 @@ def connection_opened(setup: Setup, connection: Connection) -> None:
         connection.open = connection.connected_once = True
         connection.setup_seen = True
         connection.server_closed = False
+        # Only a proxied request's span names its peer: the proxy, not its server.
+        connection.peer = setup.peer if setup.proxy is not None else None
         _connections.add(connection)
     else:
         connection.open = False

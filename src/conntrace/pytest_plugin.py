@@ -165,16 +165,16 @@ class Recorder(BaseSink):
     # --- read from the ledger ------------------------------------------------------------
 
     def attempt_ended(self, attempt: Attempt) -> None:
-        pool = attempt.pool
+        host, port = attempt.server
         connection = attempt.connection
         with self._lock:
             request = Request(
-                pool.host,
-                pool.port,
+                host,
+                port,
                 attempt.method,
                 attempt.status,
                 attempt.reused,
-                self._reason(attempt.reason, pool),
+                self._reason(attempt.reason, attempt.pool),
                 connection.id if connection is not None and attempt.request_number else None,
             )
             self.requests.append(request)

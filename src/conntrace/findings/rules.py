@@ -154,7 +154,7 @@ def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
 
 def _repeated_dns(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     summary = (
-        f"{h.host} was looked up {h.dns_lookups} times ({_duration(h.dns_ms)} in all, slowest "
+        f"{h.dns_name} was looked up {h.dns_lookups} times ({_duration(h.dns_ms)} in all, slowest "
         f"{_duration(h.dns_ms_max)}); {h.dns_repeated} of them for connections that replaced "
         "one that was lost."
     )
@@ -324,7 +324,7 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         concerns=lambda a: replaced(a) and a.setup is not None and a.setup.dns_lookups > 0,
         active=lambda h: h.dns_repeated >= REPEATED_DNS_MIN,
         event=lambda a, h: (
-            f"{h.host} looked up again ({_duration(a.setup.dns_ms if a.setup else 0.0)}) for a "
+            f"{h.dns_name} looked up again ({_duration(a.setup.dns_ms if a.setup else 0.0)}) for a "
             f"connection opened because of {a.reason}; Python keeps no DNS cache"
         ),
         describe=_repeated_dns,

@@ -49,7 +49,7 @@ class _Connect:
         step.details[A.DNS_QUESTION_NAME] = self.host
         if error is None:
             step.details[A.DNS_ANSWERS] = _addresses(answers)
-        self.setup.steps.append(step)
+        self.setup.add(step)
 
     def finish(self, sock: Any, error: BaseException | None) -> None:
         _resolving.reset(self.token)
@@ -65,7 +65,7 @@ class _Connect:
             step.details.update(
                 {A.NETWORK_TRANSPORT: "tcp", A.SERVER_ADDRESS: self.host, A.SERVER_PORT: self.port}
             )
-        self.setup.steps.append(step)
+        self.setup.add(step)
 
 
 _resolving: ContextVar[_Connect | None] = ContextVar("conntrace_resolving", default=None)
