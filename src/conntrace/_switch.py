@@ -31,6 +31,8 @@ _LAYERS = (
     _layer("dns_tcp", "urllib3"),
     _layer("tls", "urllib3"),
     _layer("botocore", "botocore.client"),
+    _layer("aiohttp", "aiohttp"),
+    _layer("aiobotocore", "aiobotocore.client"),
     _layer("awslambda", "awslambdaric.lambda_runtime_client"),
 )
 _patcher = Patcher()
