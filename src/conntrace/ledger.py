@@ -37,18 +37,24 @@ Server = tuple[str, int]
 KEPT, DISCARDED, BROKEN = "kept", "discarded", "broken"
 
 
+# The libraries whose pools conntrace records.
+URLLIB3, AIOHTTP, AIOBOTOCORE = "urllib3", "aiohttp", "aiobotocore"
+
+
 def default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
 
 
 class Pool:
-    """One connection pool: a urllib3 ``HTTPConnectionPool`` (one host, one scheme)."""
+    """One connection pool: a urllib3 ``HTTPConnectionPool`` (one host, one scheme), or an
+    aiohttp connector's connections to one server."""
 
     __slots__ = (
         "checked_out",
         "discards_pending",
         "errors_pending",
         "host",
+        "library",
         "max_size",
         "number",
         "objects",
@@ -58,8 +64,12 @@ class Pool:
         "scheme",
     )
 
-    def __init__(self, scheme: str, host: str, port: int | None, max_size: int) -> None:
+    def __init__(
+        self, scheme: str, host: str, port: int | None, max_size: int, library: str = URLLIB3
+    ) -> None:
         self.scheme = scheme
+        # Whose pool it is: the findings word their advice in its settings.
+        self.library = library
         self.host = host
         self.port: int = port or default_port(scheme)
         self.max_size = max_size
@@ -470,11 +480,16 @@ def _tell(fact: str, *args: Any) -> None:
 
 
 def pool_created(pool: Pool) -> None:
+    """A pool was made; a second or later one for its server shows as an event where the
+    program is (a client made again)."""
     with _lock:
         key = (pool.scheme, pool.host, pool.port)
         pool.number = _pools_per_server.get(key, 0) + 1
         _pools_per_server[key] = pool.number
     _tell("pool_created", pool)
+    if pool.number > 1:
+        attributes = {A.SERVER_ADDRESS: pool.host, A.SERVER_PORT: pool.port}
+        place_event(Event(A.EVENT_POOL_CREATED, {**attributes, A.POOL_COUNT: pool.number}), pool)
 
 
 def checked_out(pool: Pool, connection: Connection) -> None:

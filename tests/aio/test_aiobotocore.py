@@ -16,8 +16,8 @@ pytest.importorskip(
     reason="aiobotocore is not installed: ./run test runs these on its own line (conntrace[aio])",
 )
 
-from aiobotocore.config import AioConfig  # noqa: E402
-from aiobotocore.session import get_session  # noqa: E402
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 
 
 def _client(endpoint: str, service: str = "dynamodb", **config: Any) -> Any:

@@ -17,13 +17,16 @@ from typing import Any
 from opentelemetry import trace
 
 from .. import attributes as A
-from ..ledger import Attempt
+from ..ledger import URLLIB3, Attempt
 
 # Connections opened for these reasons are needed; the others replace one that was lost.
 NEEDED = frozenset({A.REASON_FIRST, A.REASON_POOL_BUSY})
 # botocore's connect and read timeouts when the client's config leaves them unset.
 BOTOCORE_DEFAULT_TIMEOUT_S = 60.0
 _SPANS_KEPT = 5
+# A checkout that took this long waited for a connection to come back to its pool (aiohttp
+# records only the waits it queues for; a blocking urllib3 pool times every checkout).
+POOL_WAIT_MIN_MS = 1.0
 _IDLE_SAMPLES_KEPT = 10
 
 
@@ -78,6 +81,11 @@ class Finding:
 def replaced(attempt: Attempt) -> bool:
     """The attempt's connection was opened to replace one that was lost."""
     return attempt.reason is not None and attempt.reason not in NEEDED
+
+
+def waited(attempt: Attempt) -> bool:
+    """The attempt waited for a connection because the pool's limit was reached."""
+    return attempt.wait_ms is not None and attempt.wait_ms >= POOL_WAIT_MIN_MS
 
 
 def failed(attempt: Attempt) -> bool:
@@ -139,6 +147,10 @@ class HostStats(_Examples):
     pools: int = 0
     pool_max_size: int = 0
     max_concurrency: int = 0
+    waited: int = 0
+    wait_ms_max: float = 0.0
+    # Whose pools these are (ledger.Pool.library): the advice uses its settings.
+    library: str = URLLIB3
     discarded: int = 0
     closed_by_server: int = 0
     dropped: int = 0
@@ -170,6 +182,10 @@ class HostStats(_Examples):
         return sum(ms for reason, ms in self.setup_ms.items() if reason not in NEEDED)
 
     def add(self, attempt: Attempt) -> None:
+        self.library = attempt.pool.library
+        if waited(attempt):
+            self.waited += 1
+            self.wait_ms_max = max(self.wait_ms_max, attempt.wait_ms or 0.0)
         self.requests += 1
         self.reused += attempt.reused
         self.request_ms += attempt.duration_ms

@@ -46,13 +46,29 @@ from typing import TYPE_CHECKING, Any
 from .. import _runtime, ledger
 from .. import attributes as A
 from .._context import current_attempt, current_call, current_setup
-from ..ledger import BROKEN, DNS, KEPT, TCP, TLS, Attempt, Call, Connection, Event, Pool, Setup, Step
+from ..ledger import (
+    AIOBOTOCORE,
+    AIOHTTP,
+    BROKEN,
+    DNS,
+    KEPT,
+    TCP,
+    TLS,
+    Attempt,
+    Call,
+    Connection,
+    Event,
+    Pool,
+    Setup,
+    Step,
+)
 from .dns_tcp import describe_socket
 
 if TYPE_CHECKING:
     from contextvars import Token
 
     from .._patching import Patcher
+
 
 class _PoolState:
     """One connector's pool for one server, and what it lost since its last new connection."""
@@ -88,20 +104,16 @@ def _state(connector: Any, key: Any) -> _PoolState:
     states: dict[Any, _PoolState] | None = connector.__dict__.get("_conntrace_pools")
     if states is None:
         states = connector.__dict__["_conntrace_pools"] = {}
-    server = (key.host, key.port)
+    server = (key.host, key.port, key.is_ssl)
     state = states.get(server)
     if state is None:
-        pool = Pool("https" if key.is_ssl else "http", key.host, key.port, _max_size(connector))
+        # aiobotocore makes a connector per client, inside the client's first call.
+        call = current_call.get()
+        library = AIOBOTOCORE if call is not None and call.is_api else AIOHTTP
+        scheme = "https" if key.is_ssl else "http"
+        pool = Pool(scheme, key.host, key.port, _max_size(connector), library)
         state = states[server] = _PoolState(pool)
         ledger.pool_created(pool)
-        if pool.number > 1:
-            ledger.place_event(
-                Event(
-                    A.EVENT_POOL_CREATED,
-                    {A.SERVER_ADDRESS: pool.host, A.SERVER_PORT: pool.port, A.POOL_COUNT: pool.number},
-                ),
-                pool,
-            )
     return state
 
 
@@ -344,7 +356,10 @@ def _start_lookup(instance: Any, args: tuple, kwargs: dict) -> _Lookup | None:
     setup = current_setup.get()
     if setup is None:
         return None
-    host, port = str(args[0] if args else kwargs["host"]), args[1] if len(args) > 1 else kwargs["port"]
+    host, port = (
+        str(args[0] if args else kwargs["host"]),
+        args[1] if len(args) > 1 else kwargs["port"],
+    )
     if _is_address(host):
         return None
     key = (host, port)
