@@ -11,7 +11,7 @@ import pytest
 
 from conntrace import attributes as A
 
-from ..diagnosis.conftest import Diagnosed, diagnosed  # noqa: F401 (the fixture)
+from ..diagnosis.conftest import Diagnosed
 from ..servers import Response
 
 

@@ -379,6 +379,10 @@ def _start_lookup(instance: Any, args: tuple, kwargs: dict) -> _Lookup | None:
 class _TcpConnect(_Step):
     __slots__ = ("address",)
 
+    def __init__(self, setup: Setup, address: tuple[str, int]) -> None:
+        super().__init__(setup, TCP)
+        self.address = address
+
     def describe(self, sock: Any) -> None:
         self.step.details.update(describe_socket(sock))
 
@@ -395,11 +399,9 @@ def _start_tcp(instance: Any, args: tuple, kwargs: dict) -> _TcpConnect | None:
     setup = current_setup.get()
     if setup is None:
         return None
-    probe = _TcpConnect(setup, TCP)
     infos = kwargs.get("addr_infos") or (args[0] if args else ())
     address = infos[0][4] if infos else (setup.host, setup.port)
-    probe.address = (str(address[0]), int(address[1]))
-    return probe
+    return _TcpConnect(setup, (str(address[0]), int(address[1])))
 
 
 class _Handshake:
