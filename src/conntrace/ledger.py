@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 Server = tuple[str, int]
 
+# A checkout that took this long waited for a connection to come back to its pool.
+POOL_WAIT_MIN_MS = 1.0
+
 # How a connection came back to its pool.
 KEPT, DISCARDED, BROKEN = "kept", "discarded", "broken"
 
@@ -347,6 +350,12 @@ class Attempt:
     @property
     def duration_ms(self) -> float:
         return (self.end_ns - self.start_ns) / 1e6
+
+    @property
+    def waited(self) -> bool:
+        """It waited for a connection because its pool's limit was reached (aiohttp records
+        only the waits it queues for; a blocking urllib3 pool times every checkout)."""
+        return self.wait_ms is not None and self.wait_ms >= POOL_WAIT_MIN_MS
 
     @property
     def error_type(self) -> str | None:

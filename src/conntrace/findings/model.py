@@ -24,9 +24,6 @@ NEEDED = frozenset({A.REASON_FIRST, A.REASON_POOL_BUSY})
 # botocore's connect and read timeouts when the client's config leaves them unset.
 BOTOCORE_DEFAULT_TIMEOUT_S = 60.0
 _SPANS_KEPT = 5
-# A checkout that took this long waited for a connection to come back to its pool (aiohttp
-# records only the waits it queues for; a blocking urllib3 pool times every checkout).
-POOL_WAIT_MIN_MS = 1.0
 _IDLE_SAMPLES_KEPT = 10
 
 
@@ -81,11 +78,6 @@ class Finding:
 def replaced(attempt: Attempt) -> bool:
     """The attempt's connection was opened to replace one that was lost."""
     return attempt.reason is not None and attempt.reason not in NEEDED
-
-
-def waited(attempt: Attempt) -> bool:
-    """The attempt waited for a connection because the pool's limit was reached."""
-    return attempt.wait_ms is not None and attempt.wait_ms >= POOL_WAIT_MIN_MS
 
 
 def failed(attempt: Attempt) -> bool:
@@ -183,7 +175,7 @@ class HostStats(_Examples):
 
     def add(self, attempt: Attempt) -> None:
         self.library = attempt.pool.library
-        if waited(attempt):
+        if attempt.waited:
             self.waited += 1
             self.wait_ms_max = max(self.wait_ms_max, attempt.wait_ms or 0.0)
         self.requests += 1

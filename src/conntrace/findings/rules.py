@@ -22,7 +22,6 @@ from .model import (
     on_default_timeouts,
     replaced,
     round_ms,
-    waited,
 )
 
 # Thresholds. One extra pool is common and fine (two clients for one service); one
@@ -377,7 +376,7 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         A.FINDING_POOL_TOO_SMALL,
         A.SEVERITY_WARNING,
         "connection pool smaller than concurrency",
-        concerns=lambda a: a.reason in (A.REASON_POOL_BUSY, A.REASON_POOL_DISCARDED) or waited(a),
+        concerns=lambda a: a.reason in (A.REASON_POOL_BUSY, A.REASON_POOL_DISCARDED) or a.waited,
         active=lambda h: h.discarded > 0 or h.opened[A.REASON_POOL_DISCARDED] > 0 or h.waited > 0,
         event=lambda a, h: (
             f"{_in_use(a)}; up to {h.max_concurrency} requests at once for {h.pool_max_size} "
@@ -486,7 +485,7 @@ def fire(rules: tuple[Rule[Any], ...], attempt: Attempt, stats: Any) -> list[tup
 
 
 def _in_use(a: Attempt) -> str:
-    if waited(a) and a.reason is None:
+    if a.waited and a.reason is None:
         return f"waited {_duration(a.wait_ms or 0.0)} because every pooled connection was in use"
     return f"opened because every pooled connection was in use ({a.reason})"
 
