@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 import conntrace
+from conntrace import _runtime, ledger
 from conntrace import attributes as A
-from conntrace import ledger
 from conntrace.ledger import Attempt, BaseSink
 
 from ..servers import Response, free_port
@@ -300,6 +300,28 @@ def test_the_programs_results_and_errors_are_unchanged(spans_off, server):
     assert asyncio.run(main()) == without
     assert without[0] == (404, b'{"a": 1}')
     assert len(spans.attempts) == 2
+
+
+def test_hooks_that_fail_inside_conntrace_change_nothing(spans_off, server, monkeypatch, caplog):
+    local = server(close_after_response=True)
+
+    async def main() -> list[Any]:
+        async with aiohttp.ClientSession() as session:
+            return [await _get(session, local.url) for _ in range(3)]
+
+    plain = asyncio.run(main())
+    spans = spans_off.enable()
+    monkeypatch.setattr(_runtime, "inject_faults", True)
+    monkeypatch.setattr(_runtime, "_reported", set())
+    with caplog.at_level("WARNING", logger="conntrace"):
+        broken = asyncio.run(main())
+
+    assert broken == plain == [(200, b"{}")] * 3
+    assert spans.all == []
+    messages = [r.getMessage() for r in caplog.records if r.name == "conntrace"]
+    assert len(messages) == len(set(messages)), "one warning per hook, not per call"
+    assert any("aiohttp.request" in message for message in messages)
+    assert any("aiohttp.connect" in message for message in messages)
 
 
 def test_uninstrument_restores_aiohttp(spans, server):
