@@ -554,32 +554,49 @@ def apply(patcher: Patcher, aiohttp: ModuleType) -> None:
     import aiohappyeyeballs
 
     hook, async_hook = _runtime.hook, _runtime.async_hook
-    client, connector = aiohttp.client, aiohttp.connector
-    patcher.wrap(client, "ClientSession._request", async_hook("aiohttp.request", _start_request))
-    patcher.wrap(connector, "BaseConnector.connect", async_hook("aiohttp.connect", _start_connect))
-    patcher.wrap(
-        connector, "TCPConnector._create_connection", async_hook("aiohttp.setup", _start_setup)
+    # Where, what, and how: the hooks that make attempts and setups check for suppression.
+    hooks: tuple[tuple[Any, str, Any], ...] = (
+        (aiohttp.client, "ClientSession._request", async_hook("aiohttp.request", _start_request)),
+        (aiohttp.connector, "BaseConnector.connect", async_hook("aiohttp.connect", _start_connect)),
+        (
+            aiohttp.connector,
+            "TCPConnector._create_connection",
+            async_hook("aiohttp.setup", _start_setup),
+        ),
+        *(
+            (module, name, async_hook(f"aiohttp.{name}", start, makes_spans=False))
+            for module, name, start in (
+                (aiohttp.connector, "BaseConnector._wait_for_available_connection", _start_wait),
+                (aiohttp.connector, "TCPConnector._resolve_host", _start_lookup),
+                (aiohttp.connector, "TCPConnector._wrap_create_connection", _start_handshake),
+                (aiohappyeyeballs, "start_connection", _start_tcp),
+                (aiohttp.client_reqrep, "ClientResponse.start", _start_exchange),
+            )
+        ),
+        (
+            aiohttp.connector,
+            "BaseConnector._release",
+            hook("aiohttp.release", _start_return, False),
+        ),
+        (
+            aiohttp.client_proto,
+            "ResponseHandler.connection_lost",
+            hook("aiohttp.connection_lost", _start_lost, makes_spans=False),
+        ),
     )
-    # The hooks below keep books only, or record inside a setup the hooks above opened.
-    for name, start in (
-        ("BaseConnector._wait_for_available_connection", _start_wait),
-        ("TCPConnector._resolve_host", _start_lookup),
-        ("TCPConnector._wrap_create_connection", _start_handshake),
-    ):
-        patcher.wrap(connector, name, async_hook(f"aiohttp.{name}", start, makes_spans=False))
-    patcher.wrap(
-        aiohappyeyeballs,
-        "start_connection",
-        async_hook("aiohttp.start_connection", _start_tcp, makes_spans=False),
-    )
-    patcher.wrap(
-        aiohttp.client_reqrep,
-        "ClientResponse.start",
-        async_hook("aiohttp.response", _start_exchange, makes_spans=False),
-    )
-    patcher.wrap(connector, "BaseConnector._release", hook("aiohttp.release", _start_return, False))
-    patcher.wrap(
-        aiohttp.client_proto,
-        "ResponseHandler.connection_lost",
-        hook("aiohttp.connection_lost", _start_lost, makes_spans=False),
-    )
+    # All or nothing: an aiohttp older than 3.10.11 lacks some of these, and half the hooks
+    # would count checkouts that never come back.
+    missing = [name for module, name, _ in hooks if not _has(module, name)]
+    if missing:
+        raise RuntimeError(f"aiohttp {aiohttp.__version__} has no {', '.join(missing)}")
+    for module, name, wrapper in hooks:
+        patcher.wrap(module, name, wrapper)
+
+
+def _has(module: Any, path: str) -> bool:
+    target = module
+    for part in path.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            return False
+    return True
