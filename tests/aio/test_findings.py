@@ -56,6 +56,13 @@ def test_requests_waiting_for_the_connector_limit_are_found(diagnosed: Diagnosed
     assert "aiohttp.TCPConnector(limit=3, limit_per_host=3)" in finding.advice
     assert "max_pool_connections" not in finding.advice
     assert "4 requests waited" in finding.summary
+    # The metrics read the same ledger: four waits in the queue histogram, two connections
+    # opened, none left open once the session closed them.
+    [(_, _, queue)] = diagnosed.points(A.METRIC_TIME_IN_QUEUE)
+    assert queue.count == 4
+    opened = diagnosed.points(A.METRIC_CONNECTIONS_OPENED)
+    assert sum(point.value for _, _, point in opened) == len(local.connections) == 2
+    assert sum(point.value for _, _, point in diagnosed.points(A.METRIC_OPEN_CONNECTIONS)) == 0
 
 
 def test_a_session_per_request_is_found_in_aiohttp_terms(diagnosed: Diagnosed, server):
