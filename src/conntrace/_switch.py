@@ -32,6 +32,8 @@ _LAYERS = (
     _layer("tls", "urllib3"),
     _layer("proxy", "urllib3"),
     _layer("botocore", "botocore.client"),
+    _layer("aiohttp", "aiohttp"),
+    _layer("aiobotocore", "aiobotocore.client"),
     _layer("awslambda", "awslambdaric.lambda_runtime_client"),
 )
 _patcher = Patcher()

@@ -226,6 +226,8 @@ def _describe_attempt(attempt: Attempt, style: Style) -> tuple[str, str]:
     else:
         where = f"new #{number}" if number is not None else "new connection"
         how, color = (f"{where} ({attempt.reason})" if attempt.reason else where), "yellow"
+    if attempt.waited:
+        how += f" {style.dot} pool wait {format_ms(attempt.wait_ms or 0.0, COLUMN)}"
     failed = _failure(attempt.error, style)
     if failed or (attempt.status and attempt.status >= 400):
         color = "red"

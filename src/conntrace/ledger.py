@@ -33,8 +33,15 @@ if TYPE_CHECKING:
 
 Server = tuple[str, int]
 
+# A checkout that took this long waited for a connection to come back to its pool.
+POOL_WAIT_MIN_MS = 1.0
+
 # How a connection came back to its pool.
 KEPT, DISCARDED, BROKEN = "kept", "discarded", "broken"
+
+
+# The libraries whose pools conntrace records.
+URLLIB3, AIOHTTP, AIOBOTOCORE = "urllib3", "aiohttp", "aiobotocore"
 
 
 def default_port(scheme: str) -> int:
@@ -42,13 +49,15 @@ def default_port(scheme: str) -> int:
 
 
 class Pool:
-    """One connection pool: a urllib3 ``HTTPConnectionPool`` (one host, one scheme)."""
+    """One connection pool: a urllib3 ``HTTPConnectionPool`` (one host, one scheme), or an
+    aiohttp connector's connections to one server."""
 
     __slots__ = (
         "checked_out",
         "discards_pending",
         "errors_pending",
         "host",
+        "library",
         "max_size",
         "number",
         "objects",
@@ -66,8 +75,11 @@ class Pool:
         port: int | None,
         max_size: int,
         proxy: Server | None = None,
+        library: str = URLLIB3,
     ) -> None:
         self.scheme = scheme
+        # Whose pool it is: the findings word their advice in its settings.
+        self.library = library
         self.host = host
         self.port: int = port or default_port(scheme)
         self.max_size = max_size
@@ -402,6 +414,12 @@ class Attempt:
         return (self.end_ns - self.start_ns) / 1e6
 
     @property
+    def waited(self) -> bool:
+        """It waited for a connection because its pool's limit was reached (aiohttp records
+        only the waits it queues for; a blocking urllib3 pool times every checkout)."""
+        return self.wait_ms is not None and self.wait_ms >= POOL_WAIT_MIN_MS
+
+    @property
     def error_type(self) -> str | None:
         if self.error is not None:
             return type(self.error).__qualname__
@@ -534,11 +552,16 @@ def _tell(fact: str, *args: Any) -> None:
 
 
 def pool_created(pool: Pool) -> None:
+    """A pool was made; a second or later one for its server shows as an event where the
+    program is (a client made again)."""
     with _lock:
         key = (pool.scheme, pool.host, pool.port)
         pool.number = _pools_per_server.get(key, 0) + 1
         _pools_per_server[key] = pool.number
     _tell("pool_created", pool)
+    if pool.number > 1:
+        attributes = {A.SERVER_ADDRESS: pool.host, A.SERVER_PORT: pool.port}
+        place_event(Event(A.EVENT_POOL_CREATED, {**attributes, A.POOL_COUNT: pool.number}), pool)
 
 
 def checked_out(pool: Pool, connection: Connection) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from .. import attributes as A
-from ..ledger import Attempt
+from ..ledger import URLLIB3, Attempt
 
 # Connections opened for these reasons are needed; the others replace one that was lost.
 NEEDED = frozenset({A.REASON_FIRST, A.REASON_POOL_BUSY})
@@ -139,6 +139,10 @@ class HostStats(_Examples):
     pools: int = 0
     pool_max_size: int = 0
     max_concurrency: int = 0
+    waited: int = 0
+    wait_ms_max: float = 0.0
+    # Whose pools these are (ledger.Pool.library): the advice uses its settings.
+    library: str = URLLIB3
     discarded: int = 0
     closed_by_server: int = 0
     dropped: int = 0
@@ -179,6 +183,10 @@ class HostStats(_Examples):
         return sum(ms for reason, ms in self.setup_ms.items() if reason not in NEEDED)
 
     def add(self, attempt: Attempt) -> None:
+        self.library = attempt.pool.library
+        if attempt.waited:
+            self.waited += 1
+            self.wait_ms_max = max(self.wait_ms_max, attempt.wait_ms or 0.0)
         self.requests += 1
         self.reused += attempt.reused
         self.request_ms += attempt.duration_ms

@@ -140,7 +140,7 @@ def _otel_botocore_active() -> bool:
     return bool(module and module.BotocoreInstrumentor().is_instrumented_by_opentelemetry)
 
 
-def _start_call(instance: Any, args: tuple, kwargs: dict) -> ApiCall:
+def start_call(instance: Any, args: tuple, kwargs: dict) -> ApiCall:
     operation = args[0] if args else kwargs["operation_name"]
     settings = {**client_settings(instance), A.RPC_METHOD: operation}
     label = f"{settings[A.RPC_SERVICE]}.{operation}"
@@ -161,5 +161,5 @@ def _start_call(instance: Any, args: tuple, kwargs: dict) -> ApiCall:
 
 def apply(patcher: Patcher, client_module: ModuleType) -> None:
     patcher.wrap(
-        client_module, "BaseClient._make_api_call", _runtime.hook("botocore.call", _start_call)
+        client_module, "BaseClient._make_api_call", _runtime.hook("botocore.call", start_call)
     )

@@ -60,7 +60,7 @@ class _Connect:
         step.end_ns = time.time_ns()
         step.error = error
         if error is None:
-            step.details.update(_describe(sock))
+            step.details.update(describe_socket(sock))
         else:
             step.details.update(
                 {A.NETWORK_TRANSPORT: "tcp", A.SERVER_ADDRESS: self.host, A.SERVER_PORT: self.port}
@@ -78,7 +78,7 @@ def _addresses(answers: Any) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _describe(sock: socket.socket) -> dict[str, Any]:
+def describe_socket(sock: socket.socket) -> dict[str, Any]:
     peer = sock.getpeername()
     local = sock.getsockname()
     described: dict[str, Any] = {

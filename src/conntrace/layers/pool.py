@@ -100,13 +100,7 @@ class _PoolCreation:
     def finish(self, result: Any, error: BaseException | None) -> None:
         if error is not None:
             return
-        record = _new_pool(self.pool)
-        ledger.pool_created(record)
-        if record.number > 1:
-            ledger.place_event(
-                Event(A.EVENT_POOL_CREATED, _server(record, {A.POOL_COUNT: record.number})),
-                record,
-            )
+        ledger.pool_created(_new_pool(self.pool))
 
 
 def _start_pool_creation(instance: Any, args: tuple, kwargs: dict) -> _PoolCreation:
