@@ -35,10 +35,24 @@
   const t0 = procs.length ? Math.min(...procs.map((p) => p.base_ms)) : 0;
   const rows = [];
   let runEnd = 1;
+  // Columns come as lists, or as runs of one value ({runs: [value, count, ...]}).
+  function expand(column) {
+    if (Array.isArray(column)) return column;
+    const out = [];
+    const runs = column.runs;
+    for (let k = 0; k < runs.length; k += 2) for (let n = 0; n < runs[k + 1]; n++) out.push(runs[k]);
+    return out;
+  }
   procs.forEach((p, pi) => {
+    for (const name of Object.keys(p.bars)) p.bars[name] = expand(p.bars[name]);
+    const start = p.bars.start;
+    for (let i = 1; i < start.length; i++) start[i] += start[i - 1];
     p.off = p.base_ms - t0;
     p.s = (i) => p.strings[i] || "";
     runEnd = Math.max(runEnd, p.off + p.end_us / 1000);
+    for (let i = 0; i < start.length; i++) {
+      runEnd = Math.max(runEnd, p.off + (start[i] + p.bars.duration[i]) / 1000);
+    }
     const laneOf = p.bars.lane;
     p.ranges = new Map();
     for (let i = 0; i < laneOf.length; i++) {
@@ -102,12 +116,11 @@
   function firstEndingAfter(p, a, b, t) {
     // Requests without a connection may overlap: their row is read from its start.
     if (a < b && p.bars.lane[a] < 0) return a;
-    const end = p.bars.end, start = p.bars.start;
+    const duration = p.bars.duration, start = p.bars.start;
     let lo = a, hi = b;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      const e = end[mid] >= 0 ? end[mid] : start[mid];
-      if (ms(p, e) < t) lo = mid + 1; else hi = mid;
+      if (ms(p, start[mid] + duration[mid]) < t) lo = mid + 1; else hi = mid;
     }
     return lo;
   }
@@ -115,8 +128,14 @@
   function barSpan(p, i, ready) {
     const b = p.bars;
     const s = Math.max(ms(p, b.start[i]), ready);
-    const e = b.end[i] >= 0 ? ms(p, b.end[i]) : s;
-    return [s, Math.max(e, s)];
+    return [s, Math.max(ms(p, b.start[i] + b.duration[i]), s)];
+  }
+
+  function hex(id) {
+    const bytes = atob(id);
+    let out = "";
+    for (let k = 0; k < bytes.length; k++) out += bytes.charCodeAt(k).toString(16).padStart(2, "0");
+    return out;
   }
 
   function laneTimes(row) {
@@ -332,7 +351,7 @@
     const group = p.groups[row.g];
     if (h.i >= 0) {
       const b = p.bars, i = h.i;
-      const s = ms(p, b.start[i]), e = b.end[i] >= 0 ? ms(p, b.end[i]) : s;
+      const s = ms(p, b.start[i]), e = ms(p, b.start[i] + b.duration[i]);
       lines.push(p.s(b.label[i]) + " · attempt " + b.attempt[i]);
       const url = b.url.length ? p.urls[b.url[i]] : "";
       lines.push(p.s(b.method[i]) + " " + (url || group[0]));
@@ -349,8 +368,8 @@
       }
       if (b.idle[i] >= 0) lines.push("idle before: " + fmt(b.idle[i] / 1000));
       if (b.wait[i] > 0) lines.push("waited for the pool: " + fmt(b.wait[i] / 1000));
-      if (b.trace.length && b.trace[i] >= 0) lines.push("trace " + p.s(b.trace[i]));
-      if (b.span.length && b.span[i] !== -1) lines.push("span " + b.span[i]);
+      if (b.trace.length && b.trace[i] >= 0) lines.push("trace " + hex(p.s(b.trace[i])));
+      if (b.span.length && b.span[i] !== -1) lines.push("span " + hex(b.span[i]));
     } else if (h.i <= -3) {
       const f = p.failed[-3 - h.i];
       lines.push("connection to " + group[0] + " failed: " + (p.s(f[4]) || "error"));
@@ -527,6 +546,11 @@
     drawnBars: () => drawnBars,
     highlighted: () => [...highlighted].sort((a, b) => a - b),
     rowsOfHost,
+    barsOf(r) {
+      const range = procs[rows[r].p].ranges.get(rows[r].key);
+      return range ? range[1] - range[0] : 0;
+    },
+    endOf: (r) => laneTimes(rows[r]).end,
     // The middle of bar k of row r, in page coordinates, scrolled into view.
     barPoint(r, k) {
       const p = procs[rows[r].p];

@@ -62,7 +62,7 @@ END_OPEN = "open at exit"
 BAR_COLUMNS = (
     "lane",
     "start",
-    "end",
+    "duration",
     "label",
     "method",
     "url",
@@ -78,8 +78,10 @@ BAR_COLUMNS = (
     "span",
 )
 _TRIMMABLE = ("url", "span", "trace")
-# ``span`` holds strings (or -1), ``url`` indexes into ``urls``, the others numbers (or
-# indexes into ``strings``).
+_TRIMMED_NAMES = {"url": "request URLs", "span": "span ids", "trace": "trace ids"}
+# Times are in microseconds; ``span`` holds ids (or -1), ``url`` indexes into ``urls``, the
+# others numbers (or indexes into ``strings``). Trace and span ids are in base64, a third
+# shorter than hex; the page shows them in hex, as trace backends do.
 
 
 class _Lane:
@@ -183,7 +185,7 @@ class Timeline(BaseSink):
             bars = self._bars
             bars["lane"].append(lane_id)
             bars["start"].append(attempt.start_ns)
-            bars["end"].append(attempt.end_ns)
+            bars["duration"].append(max(attempt.end_ns - attempt.start_ns, 0) // 1000)
             bars["label"].append(self._string(call.label))
             bars["method"].append(self._string(attempt.method))
             bars["url"].append(full_url(pool.scheme, pool.host, pool.port, attempt.url))
@@ -195,8 +197,8 @@ class Timeline(BaseSink):
             bars["wait"].append(_us(attempt.wait_ms))
             bars["idle"].append(_us(attempt.idle_ms))
             bars["number"].append(attempt.request_number)
-            bars["trace"].append(self._string(f"{call.trace_id:032x}") if sampled else -1)
-            bars["span"].append(f"{attempt.span_id:016x}" if sampled and attempt.span_id else -1)
+            bars["trace"].append(self._string(_id(call.trace_id, 16)) if sampled else -1)
+            bars["span"].append(_id(attempt.span_id, 8) if sampled and attempt.span_id else -1)
 
     # --- the page's data ------------------------------------------------------------------
 
@@ -239,7 +241,11 @@ class Timeline(BaseSink):
             setup = lane.setup
             opened = lane.opened_ns
             ready = setup.end_ns if setup is not None else opened
-            end = lane.end or (END_CLIENT if lane.end_ns is not None else END_OPEN)
+            end, detail = lane.end, lane.end_detail
+            if end is None and lane.end_ns is not None:
+                end, detail = END_CLIENT, "the program closed it, or dropped its pool or client"
+            elif end is None:
+                end, detail = END_OPEN, "still open when the program exited"
             lane_rows.append(
                 [
                     lane.group,
@@ -248,7 +254,7 @@ class Timeline(BaseSink):
                     us(ready),
                     us(lane.end_ns or end_ns),
                     text(end),
-                    text(lane.end_detail),
+                    text(detail),
                     text(setup.reason if setup is not None else ""),
                     _steps(setup, us, text),
                 ]
@@ -275,8 +281,10 @@ class Timeline(BaseSink):
                 columns[name] = [urls.setdefault(values[i], len(urls)) for i in order]
             elif name == "lane":
                 columns[name] = [rows[i] for i in order]
-            elif name in ("start", "end"):
-                columns[name] = [us(values[i]) if values[i] else -1 for i in order]
+            elif name == "start":
+                # Each start as the step from the one before: short numbers.
+                starts = [us(values[i]) for i in order]
+                columns[name] = [b - a for a, b in zip([0, *starts], starts)]
             else:
                 columns[name] = [values[i] for i in order]
         lanes_by_label: dict[str, list[int]] = {}
@@ -291,7 +299,7 @@ class Timeline(BaseSink):
             "groups": groups,
             "lanes": lane_rows,
             "failed": failed_rows,
-            "bars": columns,
+            "bars": {name: _compact(values) for name, values in columns.items()},
             "urls": list(urls),
             "lanes_by_label": {label: sorted(rows) for label, rows in lanes_by_label.items()},
         }
@@ -320,6 +328,31 @@ class Timeline(BaseSink):
         # The first cause known is the true one: a later error on a closed connection is not.
         if lane.end is None:
             lane.end, lane.end_detail = how, detail
+
+
+def _compact(values: list[Any]) -> list[Any] | dict[str, list[Any]]:
+    """``values``, or ``{"runs": [value, count, ...]}`` when that is shorter (a column that
+    repeats one status, one method, one label)."""
+    runs: list[Any] = []
+    for value in values:
+        if runs and runs[-2] == value:
+            runs[-1] += 1
+        else:
+            runs += [value, 1]
+    return {"runs": runs} if len(runs) < len(values) else values
+
+
+def _values(column: list[Any] | dict[str, list[Any]]) -> list[Any]:
+    """A column as ``_compact`` left it, as a list again."""
+    if isinstance(column, list):
+        return column
+    runs = column["runs"]
+    return [value for value, count in zip(runs[::2], runs[1::2]) for _ in range(count)]
+
+
+def _id(number: int, size: int) -> str:
+    """A trace or span id in base64 (22 or 11 characters): the page shows it in hex."""
+    return base64.b64encode(number.to_bytes(size, "big")).decode("ascii").rstrip("=")
 
 
 def _us(ms: float | None) -> int:
@@ -367,7 +400,7 @@ def lanes_about(target: str, data: Mapping[str, Any]) -> list[int]:
         return list(data["lanes_by_label"].get(target, []))
     lanes = [index for index, lane in enumerate(data["lanes"]) if lane[0] in groups]
     failed = {-1 - lane[0] for lane in data["failed"] if lane[0] in groups}
-    failed |= {lane for lane in data["bars"]["lane"] if lane < 0 and -1 - lane in groups}
+    failed |= {lane for lane in _values(data["bars"]["lane"]) if lane < 0 and -1 - lane in groups}
     return lanes + sorted(failed, reverse=True)
 
 
@@ -386,7 +419,7 @@ def document(sections: Sequence[Mapping[str, Any]], run_id: str = "") -> dict[st
 
 def render(data: Mapping[str, Any]) -> str:
     """The self-contained page for ``document``'s data."""
-    payload = _payload(data)
+    payload, trimmed = _payload(data)
     script = _asset("timeline.js")
     style = _asset("timeline.css")
     policy = (
@@ -427,7 +460,7 @@ def render(data: Mapping[str, Any]) -> str:
             '<p id="said" class="visually-hidden" aria-live="polite"></p>',
             "</section>",
             '<aside id="side">',
-            _summary(run, data),
+            _summary(run, trimmed),
             _findings(data),
             "</aside>",
             "</main>",
@@ -440,8 +473,9 @@ def render(data: Mapping[str, Any]) -> str:
     )
 
 
-def _payload(data: Mapping[str, Any]) -> str:
-    """The data as JSON, safe inside a script element; columns trimmed to stay in bounds."""
+def _payload(data: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """The data as JSON, safe inside a script element, and the columns left out of it to
+    stay within ``MAX_DATA_BYTES``."""
     data = dict(data)
     text = _json(data)
     for column in _TRIMMABLE:
@@ -454,7 +488,7 @@ def _payload(data: Mapping[str, Any]) -> str:
             processes.append({**process, "bars": bars, **({"urls": []} if column == "url" else {})})
         data["processes"] = processes
         text = _json(data)
-    return text
+    return text, data["trimmed"]
 
 
 def _json(data: Mapping[str, Any]) -> str:
@@ -521,7 +555,7 @@ _HOST_COLUMNS = (
 )
 
 
-def _summary(run: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+def _summary(run: Mapping[str, Any], trimmed_columns: Sequence[str]) -> str:
     cards = []
     for host in run["hosts"]:
         target = f"{host['server_address']}:{host['server_port']}"
@@ -539,11 +573,10 @@ def _summary(run: Mapping[str, Any], data: Mapping[str, Any]) -> str:
             f' data-target="{_e(target)}">{_e(target)}</a><dl>{"".join(cells)}</dl></li>'
         )
     trimmed = ""
-    if data["trimmed"]:
-        trimmed = (
-            f'<p class="trimmed">Left out to keep this file under 10 MB: '
-            f"{_e(', '.join(data['trimmed']))}.</p>"
-        )
+    if trimmed_columns:
+        left_out = ", ".join(_TRIMMED_NAMES[column] for column in trimmed_columns)
+        trimmed = f'<p class="trimmed">Left out to keep this file under 10 MB: {_e(left_out)}.</p>'
+
     body = f"<ul>{''.join(cards)}</ul>" if cards else "<p>No requests.</p>"
     return f'<section id="hosts"><h2>Per host</h2>{body}{trimmed}</section>'
 

@@ -148,6 +148,8 @@ class Browser:
 
     def open(self, path: Path, timeout: float = 60) -> float:
         """Load ``path``; return the seconds until its script said it was drawn."""
+        with self._cond:
+            self.events.clear()
         started = time.monotonic()
         self.send("Page.navigate", url=path.resolve().as_uri())
         while time.monotonic() - started < timeout:
