@@ -207,7 +207,7 @@ class Timeline(BaseSink):
         end_ns = end_ns or time.time_ns()
         with self._lock:
             # As the page lists them: hosts in the order first used, then pool, then opening.
-            first_of = {}
+            first_of: dict[str, int] = {}
             for index, row in enumerate(self._group_rows):
                 first_of.setdefault(row[0], index)
             lanes = sorted(
@@ -289,9 +289,9 @@ class Timeline(BaseSink):
                 columns[name] = [values[i] for i in order]
         lanes_by_label: dict[str, list[int]] = {}
         for lane_id, labels in labels_by_lane.items():
-            row = row_of.get(lane_id, lane_id) if lane_id >= 0 else lane_id
+            lane_row = row_of.get(lane_id, lane_id) if lane_id >= 0 else lane_id
             for label in labels:
-                lanes_by_label.setdefault(label, []).append(row)
+                lanes_by_label.setdefault(label, []).append(lane_row)
         return {
             "base_ms": base_ns / 1e6,
             "end_us": us(end_ns),

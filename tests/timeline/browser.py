@@ -8,6 +8,7 @@ is recorded (``requests``), so a test can assert that it made none.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -201,10 +202,8 @@ class Browser:
             ]
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(BrowserError):
             self.send("Browser.close", timeout=5)
-        except BrowserError:
-            pass
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:

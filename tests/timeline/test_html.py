@@ -144,8 +144,8 @@ def test_a_traced_run_draws_every_connection_and_request(
     )
     assert "pool_too_small" in finding_ids
     box = browser.evaluate(
-        f"(() => {{ const a = document.querySelector('{link}'); a.scrollIntoView({{block: 'center'}});"
-        " const r = a.getBoundingClientRect();"
+        f"(() => {{ const a = document.querySelector('{link}');"
+        " a.scrollIntoView({block: 'center'}); const r = a.getBoundingClientRect();"
         " return {x: r.left + 10, y: r.top + r.height / 2}; })()"
     )
     browser.click(box["x"], box["y"])

@@ -13,6 +13,7 @@ Every query carries a secret value, which must not reach the page.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -44,10 +45,8 @@ def main() -> int:
         http.request("GET", f"{idle}/ping?token={SECRET}")
     for _ in range(CLOSING_REQUESTS):
         http.request("GET", f"{closing}/once?token={SECRET}")
-    try:
+    with contextlib.suppress(urllib3.exceptions.HTTPError):
         http.request("GET", f"{refused}/never")
-    except urllib3.exceptions.HTTPError:
-        pass
     print("traffic done", flush=True)
     return 0
 
