@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ import pytest
 
 from conntrace import timeline
 
-from ..cli.running import conntrace_run
+from ..cli.running import clean_environ, conntrace_run
 from . import synthetic
 from .test_html import page_data
 
@@ -82,3 +84,37 @@ def test_a_finding_about_an_operation_links_the_lanes_that_carried_it():
     assert timeline.lanes_about("b.example:443", data) == [1, 2, -2]
     assert timeline.lanes_about("S3.GetObject", data) == [1, 2]
     assert timeline.lanes_about("c.example:443", data) == []
+
+
+IN_CODE = """
+import sys
+import conntrace
+from conntrace import findings, timeline
+
+conntrace.instrument()
+timeline.install(sys.argv[2], findings.install())
+import urllib3
+
+http = urllib3.PoolManager()
+for _ in range(3):
+    http.request("GET", sys.argv[1])
+"""
+
+
+def test_in_code_the_page_is_written_at_exit(server: Any, tmp_path: Path):
+    local = server()
+    page = tmp_path / "in-code.html"
+
+    done = subprocess.run(
+        [sys.executable, "-c", IN_CODE, local.url, str(page)],
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    data = page_data(page)
+    [process] = data["processes"]
+    assert len(process["lanes"]) == len(local.connections) == 1
+    assert len(timeline._values(process["bars"]["lane"])) == len(local.requests) == 3
