@@ -43,12 +43,44 @@
     for (let k = 0; k < runs.length; k += 2) for (let n = 0; n < runs[k + 1]; n++) out.push(runs[k]);
     return out;
   }
+  function sums(values) {
+    for (let i = 1; i < values.length; i++) values[i] += values[i - 1];
+    return values;
+  }
+  // A setup's steps, from their names ("dns|tcp|tls") and (gap, duration) pairs after
+  // `since`: [name, start, end, ...] in microseconds.
+  function steps(p, names, times, at, since) {
+    const flat = [];
+    let previous = since;
+    p.s(names).split("|").filter(Boolean).forEach((name, k) => {
+      const start = previous + times[at + 2 * k];
+      previous = start + times[at + 2 * k + 1];
+      flat.push(name, start, previous);
+    });
+    return flat;
+  }
   procs.forEach((p, pi) => {
-    for (const name of Object.keys(p.bars)) p.bars[name] = expand(p.bars[name]);
-    const start = p.bars.start;
-    for (let i = 1; i < start.length; i++) start[i] += start[i - 1];
-    p.off = p.base_ms - t0;
     p.s = (i) => p.strings[i] || "";
+    for (const name of Object.keys(p.bars)) p.bars[name] = expand(p.bars[name]);
+    sums(p.bars.lane);
+    const start = sums(p.bars.start);
+    const g = {};
+    for (const name of Object.keys(p.groups)) g[name] = expand(p.groups[name]);
+    sums(g.pool);
+    p.groups = g.target.map((target, k) => [p.s(target), g.pool[k], p.s(g.scheme[k]), g.max_size[k]]);
+    const l = {};
+    for (const name of Object.keys(p.lanes)) l[name] = expand(p.lanes[name]);
+    sums(l.group); sums(l.id); sums(l.opened);
+    let at = 0;
+    p.lanes = l.group.map((group, k) => {
+      const opened = l.opened[k], ready = opened + l.ready[k];
+      const flat = steps(p, l.steps[k], l.step_times, at, opened);
+      at += (flat.length / 3) * 2;
+      return [group, l.id[k], opened, ready, ready + l.closed[k], l.end[k], l.detail[k],
+              l.reason[k], flat];
+    });
+    p.failed = p.failed.map((f) => [f[0], f[1], f[2], f[3], f[4], steps(p, f[5], f[6], 0, f[1])]);
+    p.off = p.base_ms - t0;
     runEnd = Math.max(runEnd, p.off + p.end_us / 1000);
     for (let i = 0; i < start.length; i++) {
       runEnd = Math.max(runEnd, p.off + (start[i] + p.bars.duration[i]) / 1000);
@@ -61,13 +93,18 @@
     }
     p.rowOf = new Map();
     // Hosts in the order the run first used them, each host's pools in the order made.
-    const rank = (g) => p.groups.findIndex((other) => other[0] === p.groups[g][0]);
+    const firstOfHost = new Map();
+    p.groups.forEach((group, g) => { if (!firstOfHost.has(group[0])) firstOfHost.set(group[0], g); });
+    const rank = p.groups.map((group) => firstOfHost.get(group[0]));
     const order = p.groups.map((g, gi) => gi).sort((a, b) =>
-      rank(a) - rank(b) || p.groups[a][1] - p.groups[b][1]);
+      rank[a] - rank[b] || p.groups[a][1] - p.groups[b][1]);
+    const lanesOf = p.groups.map(() => []);
+    p.lanes.forEach((lane, li) => lanesOf[lane[0]].push(li));
+    p.failedOf = p.groups.map(() => []);
+    p.failed.forEach((f, fi) => p.failedOf[f[0]].push(fi));
     for (const g of order) {
-      const lanes = [];
-      p.lanes.forEach((lane, li) => { if (lane[0] === g) lanes.push(li); });
-      const failed = p.failed.some((f) => f[0] === g) || p.ranges.has(-1 - g);
+      const lanes = lanesOf[g];
+      const failed = p.failedOf[g].length > 0 || p.ranges.has(-1 - g);
       if (!lanes.length && !failed) continue;
       const group = p.groups[g];
       rows.push({kind: "group", p: pi, g, target: group[0],
@@ -84,7 +121,7 @@
       }
     }
   });
-  const laneCount = rows.filter((r) => r.kind === "lane").length;
+  const laneCount = rows.reduce((n, row) => n + (row.kind === "lane"), 0);
   const barCount = procs.reduce((n, p) => n + p.bars.lane.length, 0);
   section.dataset.lanes = String(laneCount);
   section.dataset.bars = String(barCount);
@@ -227,8 +264,8 @@
         ctx.fillRect(X(lane.closed) - 1, y + 1, 3, ROW - 2);
       }
     } else {
-      for (const f of p.failed) {
-        if (f[0] !== row.g) continue;
+      for (const fi of p.failedOf[row.g]) {
+        const f = p.failed[fi];
         const s = ms(p, f[1]), e = ms(p, f[2]);
         drawSteps(ctx, p, f[5], y, s, e);
         ctx.strokeStyle = COLORS.error;
@@ -247,7 +284,7 @@
     }
     for (let k = 0; k < steps.length; k += 3) {
       const s = ms(p, steps[k + 1]), e = ms(p, steps[k + 2]);
-      ctx.fillStyle = stepColor(p.s(steps[k]));
+      ctx.fillStyle = stepColor(steps[k]);
       ctx.fillRect(X(s), y + 4, Math.max(X(e) - X(s), 1), ROW - 8);
     }
   }
@@ -334,10 +371,9 @@
       if (t >= lane.opened - tol && t <= lane.closed + tol) return {r, i: -1};
       return null;
     }
-    for (const f of p.failed) {
-      if (f[0] === row.g && t >= ms(p, f[1]) - tol && t <= ms(p, f[2]) + tol) {
-        return {r, i: -3 - p.failed.indexOf(f)};
-      }
+    for (const fi of p.failedOf[row.g]) {
+      const f = p.failed[fi];
+      if (t >= ms(p, f[1]) - tol && t <= ms(p, f[2]) + tol) return {r, i: -3 - fi};
     }
     return null;
   }
@@ -375,7 +411,7 @@
       lines.push("connection to " + group[0] + " failed: " + (p.s(f[4]) || "error"));
       lines.push("why it was opened: " + p.s(f[3]) + " · " + fmt((f[2] - f[1]) / 1000));
       for (let k = 0; k < f[5].length; k += 3) {
-        lines.push(p.s(f[5][k]) + " " + fmt((f[5][k + 2] - f[5][k + 1]) / 1000));
+        lines.push(f[5][k] + " " + fmt((f[5][k + 2] - f[5][k + 1]) / 1000));
       }
     } else {
       const lane = laneTimes(row);
@@ -384,7 +420,7 @@
       lines.push("opened (" + (lane.reason || "before conntrace") + ") at " + fmt(lane.opened) +
                  "; " + (range[1] - range[0]) + " request(s)");
       for (let k = 0; k < lane.steps.length; k += 3) {
-        lines.push(p.s(lane.steps[k]) + " " + fmt((lane.steps[k + 2] - lane.steps[k + 1]) / 1000));
+        lines.push(lane.steps[k] + " " + fmt((lane.steps[k + 2] - lane.steps[k + 1]) / 1000));
       }
       lines.push("ended: " + lane.end + " at " + fmt(lane.closed) + " (open " + fmt(lane.closed - lane.ready) + ")");
       if (lane.detail) lines.push(lane.detail);
@@ -430,7 +466,7 @@
     const p = procs[row.p];
     const range = p.ranges.get(row.key);
     if (range) return range[0];
-    if (row.kind === "failed") return -3 - p.failed.findIndex((f) => f[0] === row.g);
+    if (row.kind === "failed") return -3 - p.failedOf[row.g][0];
     return -1;
   }
 
@@ -511,7 +547,7 @@
     document.querySelectorAll(".finding.active").forEach((el) => el.classList.remove("active"));
     if (link && link.closest(".finding")) link.closest(".finding").classList.add("active");
     if (rowList.length) {
-      const firstRow = Math.min(...rowList);
+      const firstRow = rowList.reduce((a, b) => Math.min(a, b));
       const header = rows[firstRow - 1] && rows[firstRow - 1].kind === "group" ? firstRow - 1 : firstRow;
       box.scrollTop = header * ROW;
     }
@@ -523,8 +559,16 @@
     const pid = Number(link.dataset.pid);
     const p = procs.find((q) => q.pid === pid);
     if (!p) return [];
-    const lanes = link.dataset.lanes ? link.dataset.lanes.split(" ").map(Number) : [];
-    return lanes.map((lane) => p.rowOf.get(lane)).filter((r) => r !== undefined);
+    // "0..3 7 -2": runs of lanes, and rows of failed connections (negative).
+    const found = [];
+    for (const run of (link.dataset.lanes || "").split(" ").filter(Boolean)) {
+      const [a, b] = run.split("..").map(Number);
+      for (let lane = a; lane <= (b === undefined ? a : b); lane++) {
+        const r = p.rowOf.get(lane);
+        if (r !== undefined) found.push(r);
+      }
+    }
+    return found;
   }
 
   function rowsOfHost(target) {

@@ -78,6 +78,20 @@ BAR_COLUMNS = (
     "span",
 )
 _TRIMMABLE = ("url", "span", "trace")
+# The columns of the lanes; the page adds up those in _DELTA_LANE_COLUMNS.
+_LANE_COLUMNS = (
+    "group",
+    "id",
+    "opened",
+    "ready",
+    "closed",
+    "end",
+    "detail",
+    "reason",
+    "steps",
+    "step_times",
+)
+_DELTA_LANE_COLUMNS = ("group", "id", "opened")
 _TRIMMED_NAMES = {"url": "request URLs", "span": "span ids", "trace": "trace ids"}
 # Times are in microseconds; ``span`` holds ids (or -1), ``url`` indexes into ``urls``, the
 # others numbers (or indexes into ``strings``). Trace and span ids are in base64, a third
@@ -202,8 +216,10 @@ class Timeline(BaseSink):
 
     # --- the page's data ------------------------------------------------------------------
 
-    def section(self, end_ns: int | None = None) -> dict[str, Any]:
-        """This process's lanes and bars, with times in microseconds from ``base_ms``."""
+    def section(self, targets: Sequence[str] = (), end_ns: int | None = None) -> dict[str, Any]:
+        """This process's groups, lanes and bars, in the page's compact form (times in
+        microseconds from ``base_ms``); ``lanes_of`` names the lanes each of ``targets`` (a
+        finding's host:port or call label) is about."""
         end_ns = end_ns or time.time_ns()
         with self._lock:
             # As the page lists them: hosts in the order first used, then pool, then opening.
@@ -236,7 +252,7 @@ class Timeline(BaseSink):
             return index
 
         row_of = {lane.connection_id: row for row, lane in enumerate(lanes)}
-        lane_rows = []
+        lane_columns: dict[str, list[int]] = {name: [] for name in _LANE_COLUMNS}
         for lane in lanes:
             setup = lane.setup
             opened = lane.opened_ns
@@ -246,30 +262,28 @@ class Timeline(BaseSink):
                 end, detail = END_CLIENT, "the program closed it, or dropped its pool or client"
             elif end is None:
                 end, detail = END_OPEN, "still open when the program exited"
-            lane_rows.append(
-                [
-                    lane.group,
-                    lane.connection_id,
-                    us(opened),
-                    us(ready),
-                    us(lane.end_ns or end_ns),
-                    text(end),
-                    text(detail),
-                    text(setup.reason if setup is not None else ""),
-                    _steps(setup, us, text),
-                ]
+            names, times = _steps(setup, opened)
+            for name, value in (
+                ("group", lane.group),
+                ("id", lane.connection_id),
+                ("opened", us(opened)),
+                ("ready", (ready - opened) // 1000),
+                ("closed", ((lane.end_ns or end_ns) - ready) // 1000),
+                ("end", text(end)),
+                ("detail", text(detail)),
+                ("reason", text(setup.reason if setup is not None else "")),
+                ("steps", text(names)),
+            ):
+                lane_columns[name].append(value)
+            lane_columns["step_times"] += times
+        failed_rows = []
+        for group, setup in failed:
+            names, times = _steps(setup, setup.start_ns)
+            error = type(setup.error).__qualname__ if setup.error else ""
+            start, end = us(setup.start_ns), us(setup.end_ns)
+            failed_rows.append(
+                [group, start, end, text(setup.reason), text(error), text(names), times]
             )
-        failed_rows = [
-            [
-                group,
-                us(setup.start_ns),
-                us(setup.end_ns),
-                text(setup.reason),
-                text(type(setup.error).__qualname__ if setup.error else ""),
-                _steps(setup, us, text),
-            ]
-            for group, setup in failed
-        ]
         # Bars sorted by lane, then start: the page finds a bar under the pointer by bisection.
         rows = [row_of.get(lane, lane) if lane >= 0 else lane for lane in bars["lane"]]
         order = sorted(range(len(rows)), key=lambda i: (rows[i], bars["start"][i]))
@@ -280,11 +294,9 @@ class Timeline(BaseSink):
             if name == "url":
                 columns[name] = [urls.setdefault(values[i], len(urls)) for i in order]
             elif name == "lane":
-                columns[name] = [rows[i] for i in order]
+                columns[name] = _delta([rows[i] for i in order])
             elif name == "start":
-                # Each start as the step from the one before: short numbers.
-                starts = [us(values[i]) for i in order]
-                columns[name] = [b - a for a, b in zip([0, *starts], starts)]
+                columns[name] = _delta([us(values[i]) for i in order])
             else:
                 columns[name] = [values[i] for i in order]
         lanes_by_label: dict[str, list[int]] = {}
@@ -292,16 +304,38 @@ class Timeline(BaseSink):
             lane_row = row_of.get(lane_id, lane_id) if lane_id >= 0 else lane_id
             for label in labels:
                 lanes_by_label.setdefault(label, []).append(lane_row)
+        failed_groups = {group for group, _ in failed} | {-1 - lane for lane in rows if lane < 0}
+        lanes_of = {
+            target: _ranges(
+                lanes_about(
+                    target,
+                    [group[0] for group in groups],
+                    lane_columns["group"],
+                    failed_groups,
+                    lanes_by_label,
+                )
+            )
+            for target in targets
+        }
+        for name in _DELTA_LANE_COLUMNS:
+            lane_columns[name] = _delta(lane_columns[name])
+        group_columns = {
+            "target": _compact([text(group[0]) for group in groups]),
+            "pool": _compact(_delta([group[1] for group in groups])),
+            "scheme": _compact([text(group[2]) for group in groups]),
+            "max_size": _compact([group[3] for group in groups]),
+        }
         return {
             "base_ms": base_ns / 1e6,
             "end_us": us(end_ns),
+            # Last: every text above is in it.
             "strings": sorted(strings, key=strings.__getitem__),
-            "groups": groups,
-            "lanes": lane_rows,
+            "groups": group_columns,
+            "lanes": {name: _compact(values) for name, values in lane_columns.items()},
             "failed": failed_rows,
             "bars": {name: _compact(values) for name, values in columns.items()},
             "urls": list(urls),
-            "lanes_by_label": {label: sorted(rows) for label, rows in lanes_by_label.items()},
+            "lanes_of": lanes_of,
         }
 
     # --- keeping ---------------------------------------------------------------------------
@@ -342,14 +376,6 @@ def _compact(values: list[Any]) -> list[Any] | dict[str, list[Any]]:
     return {"runs": runs} if len(runs) < len(values) else values
 
 
-def _values(column: list[Any] | dict[str, list[Any]]) -> list[Any]:
-    """A column as ``_compact`` left it, as a list again."""
-    if isinstance(column, list):
-        return column
-    runs = column["runs"]
-    return [value for value, count in zip(runs[::2], runs[1::2]) for _ in range(count)]
-
-
 def _id(number: int, size: int) -> str:
     """A trace or span id in base64 (22 or 11 characters): the page shows it in hex."""
     return base64.b64encode(number.to_bytes(size, "big")).decode("ascii").rstrip("=")
@@ -359,16 +385,34 @@ def _us(ms: float | None) -> int:
     return -1 if ms is None else int(ms * 1000)
 
 
-def _steps(setup: Setup | None, us: Any, text: Any) -> list[int]:
-    """``[name, start, end, ...]`` of each step of the setup."""
-    flat: list[int] = []
+def _steps(setup: Setup | None, since_ns: int) -> tuple[str, list[int]]:
+    """The setup's steps: their names (``dns|tcp|tls``: a few such strings serve a whole
+    run), and for each, its start after the end of the one before (or ``since_ns``) and its
+    duration, in microseconds."""
+    names: list[str] = []
+    times: list[int] = []
+    previous = since_ns
     for step in setup.steps if setup is not None else ():
-        flat += [
-            text(step.name + (" (failed)" if step.error else "")),
-            us(step.start_ns),
-            us(step.end_ns),
-        ]
-    return flat
+        names.append(step.name + (" (failed)" if step.error else ""))
+        times += [(step.start_ns - previous) // 1000, (step.end_ns - step.start_ns) // 1000]
+        previous = step.end_ns
+    return "|".join(names), times
+
+
+def _delta(values: list[int]) -> list[int]:
+    """Each value as its difference from the one before: short numbers for sorted ones."""
+    return [b - a for a, b in zip([0, *values], values)]
+
+
+def _ranges(rows: Sequence[int]) -> str:
+    """``0..3 7 -2``: lane rows as runs, for a finding's link (a host may have thousands)."""
+    runs: list[list[int]] = []
+    for row in sorted(set(rows)):
+        if runs and runs[-1][1] == row - 1:
+            runs[-1][1] = row
+        else:
+            runs.append([row, row])
+    return " ".join(f"{a}..{b}" if a != b else str(a) for a, b in runs)
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -380,28 +424,34 @@ _at_exit: dict[str, Any] = {}
 def process_section(timeline: Timeline, diagnosis: Diagnosis) -> dict[str, Any]:
     """What this process saw: the report's section (counts, findings) and the timeline's.
 
-    Each finding names the lanes it is about: its host's connections, or those that carried
-    the calls of its operation.
+    Each finding names the lanes it is about (``lanes``, as ``0..3 7``): its host's
+    connections, or those that carried the calls of its operation.
     """
     from . import report
 
     summary = report.section(diagnosis)
-    data = timeline.section()
+    data = timeline.section([finding["target"] for finding in summary["findings"]])
+    lanes_of = data.pop("lanes_of")
     for finding in summary["findings"]:
-        finding["lanes"] = lanes_about(finding["target"], data)
+        finding["lanes"] = lanes_of[finding["target"]]
     return {"pid": summary["pid"], "program": summary["program"], "summary": summary, **data}
 
 
-def lanes_about(target: str, data: Mapping[str, Any]) -> list[int]:
-    """The lanes of ``data`` that a finding about ``target`` (a host:port, or a call label)
-    is about; a group's row of connections that failed to open is ``-1 - group``."""
-    groups = [index for index, group in enumerate(data["groups"]) if group[0] == target]
+def lanes_about(
+    target: str,
+    group_targets: Sequence[str],
+    lane_groups: Sequence[int],
+    failed_groups: set[int],
+    lanes_by_label: Mapping[str, Sequence[int]],
+) -> list[int]:
+    """The lane rows a finding about ``target`` (a host:port, or a call label) is about: the
+    lanes of the host's groups, and their rows of failed connections (``-1 - group``); or
+    those that carried calls of that label."""
+    groups = {index for index, group in enumerate(group_targets) if group == target}
     if not groups:
-        return list(data["lanes_by_label"].get(target, []))
-    lanes = [index for index, lane in enumerate(data["lanes"]) if lane[0] in groups]
-    failed = {-1 - lane[0] for lane in data["failed"] if lane[0] in groups}
-    failed |= {lane for lane in _values(data["bars"]["lane"]) if lane < 0 and -1 - lane in groups}
-    return lanes + sorted(failed, reverse=True)
+        return sorted(lanes_by_label.get(target, []))
+    lanes = [row for row, group in enumerate(lane_groups) if group in groups]
+    return lanes + sorted((-1 - group for group in failed_groups & groups), reverse=True)
 
 
 def document(sections: Sequence[Mapping[str, Any]], run_id: str = "") -> dict[str, Any]:
@@ -586,7 +636,7 @@ def _findings(data: Mapping[str, Any]) -> str:
     for process in data["processes"]:
         pid = f" (pid {process['pid']})" if len(data["processes"]) > 1 else ""
         for finding in process["summary"]["findings"]:
-            lanes = " ".join(str(lane) for lane in finding["lanes"])
+            lanes = finding["lanes"]
             spans = "".join(
                 f"<li><code>{_e(ref['trace_id'])}</code> / <code>{_e(ref['span_id'])}</code></li>"
                 for ref in finding["spans"]

@@ -14,7 +14,7 @@ from conntrace import timeline
 
 from ..cli.running import clean_environ, conntrace_run
 from . import synthetic
-from .test_html import page_data
+from .test_html import column, page_data
 
 
 @pytest.mark.parametrize("how", ["subprocess", "fork"])
@@ -36,9 +36,9 @@ def test_each_process_of_a_run_adds_its_lanes_to_one_page(how: str, server: Any,
     assert data["report"]["totals"]["requests"] == 3
     seen = {}
     for process in by_pid.values():
-        [group] = process["groups"]
-        requests = len(timeline._values(process["bars"]["lane"]))
-        seen[group[0]] = (len(process["lanes"]), requests)
+        [target] = [process["strings"][index] for index in column(process["groups"]["target"])]
+        lanes = len(column(process["lanes"]["id"]))
+        seen[target] = (lanes, len(column(process["bars"]["lane"])))
     # Each server's connections and requests, drawn from the process that made them.
     assert seen == {
         f"127.0.0.1:{parent_server.port}": (len(parent_server.connections), 1),
@@ -73,17 +73,19 @@ def test_the_least_needed_columns_are_left_out_past_the_size_bound(monkeypatch):
     assert "object-1?" not in page
 
 
-def test_a_finding_about_an_operation_links_the_lanes_that_carried_it():
-    data = {
-        "groups": [["a.example:443", 1, "https", 10], ["b.example:443", 1, "https", 10]],
-        "lanes": [[0, 1], [1, 2], [1, 3]],
-        "failed": [[1]],
-        "bars": {"lane": {"runs": [0, 2, 1, 1, -2, 1]}},
-        "lanes_by_label": {"S3.GetObject": [1, 2]},
-    }
-    assert timeline.lanes_about("b.example:443", data) == [1, 2, -2]
-    assert timeline.lanes_about("S3.GetObject", data) == [1, 2]
-    assert timeline.lanes_about("c.example:443", data) == []
+def test_a_finding_links_its_hosts_lanes_or_those_of_its_operation():
+    groups = ["a.example:443", "b.example:443", "b.example:443"]
+    lane_groups = [0, 1, 1, 2]
+    by_label = {"S3.GetObject": [2, 1]}
+    # b.example's two pools: their lanes, and the row of failed connects of its first pool.
+    assert timeline.lanes_about("b.example:443", groups, lane_groups, {1}, by_label) == [
+        1,
+        2,
+        3,
+        -2,
+    ]
+    assert timeline.lanes_about("S3.GetObject", groups, lane_groups, {1}, by_label) == [1, 2]
+    assert timeline.lanes_about("c.example:443", groups, lane_groups, set(), by_label) == []
 
 
 IN_CODE = """
@@ -116,5 +118,5 @@ def test_in_code_the_page_is_written_at_exit(server: Any, tmp_path: Path):
     assert done.returncode == 0, done.stderr
     data = page_data(page)
     [process] = data["processes"]
-    assert len(process["lanes"]) == len(local.connections) == 1
-    assert len(timeline._values(process["bars"]["lane"])) == len(local.requests) == 3
+    assert len(column(process["lanes"]["id"])) == len(local.connections) == 1
+    assert len(column(process["bars"]["lane"])) == len(local.requests) == 3
