@@ -280,9 +280,9 @@ class Timeline(BaseSink):
         for group, setup in failed:
             names, times = _steps(setup, setup.start_ns)
             error = type(setup.error).__qualname__ if setup.error else ""
-            start, end = us(setup.start_ns), us(setup.end_ns)
+            began, ended = us(setup.start_ns), us(setup.end_ns)
             failed_rows.append(
-                [group, start, end, text(setup.reason), text(error), text(names), times]
+                [group, began, ended, text(setup.reason), text(error), text(names), times]
             )
         # Bars sorted by lane, then start: the page finds a bar under the pointer by bisection.
         rows = [row_of.get(lane, lane) if lane >= 0 else lane for lane in bars["lane"]]
