@@ -42,6 +42,15 @@ def at_exit(write: Callable[[], None]) -> None:
     when_imported("multiprocessing.util", watch)
 
 
+def sections_of_run(existing: Any, run_id: str) -> list[dict[str, Any]]:
+    """The process sections of ``existing`` (a file's data as read), if it is of this run: a
+    file left by an earlier run is replaced, not merged."""
+    if not run_id or not isinstance(existing, dict) or existing.get("run_id") != run_id:
+        return []
+    sections = existing.get("processes")
+    return [s for s in sections if isinstance(s, dict)] if isinstance(sections, list) else []
+
+
 @contextlib.contextmanager
 def locked(path: str) -> Iterator[None]:
     """Hold an exclusive lock on the file's folder while this process merges its section.

@@ -126,10 +126,7 @@ def _sections_of(path: str, run_id: str) -> list[dict[str, Any]]:
             existing = json.load(file)
     except (OSError, ValueError):
         return []
-    if not run_id or not isinstance(existing, dict) or existing.get("run_id") != run_id:
-        return []
-    sections = existing.get("processes")
-    return [s for s in sections if isinstance(s, dict)] if isinstance(sections, list) else []
+    return _runfiles.sections_of_run(existing, run_id)
 
 
 # Per host, these keys are the largest any process saw, these name the host; every other

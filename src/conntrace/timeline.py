@@ -678,18 +678,15 @@ def _sections_of(path: str, run_id: str) -> list[dict[str, Any]]:
         return []
     start = text.find(f'id="{_DATA_ID}">')
     end = text.find("</script>", start)
-    if not run_id or start < 0 or end < 0:
+    if start < 0 or end < 0:
         return []
     try:
         existing = json.loads(text[start + len(_DATA_ID) + 6 : end])
     except ValueError:
         return []
-    if not isinstance(existing, dict) or existing.get("run_id") != run_id:
+    if not isinstance(existing, dict) or existing.get("timeline_version") != TIMELINE_VERSION:
         return []
-    if existing.get("timeline_version") != TIMELINE_VERSION:
-        return []
-    sections = existing.get("processes")
-    return [s for s in sections if isinstance(s, dict)] if isinstance(sections, list) else []
+    return _runfiles.sections_of_run(existing, run_id)
 
 
 def install(path: str, diagnosis: Diagnosis) -> Timeline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conntrace import timeline
+from conntrace import _runfiles, timeline
 
 from ..cli.running import clean_environ, conntrace_run
 from . import synthetic
@@ -120,3 +121,27 @@ def test_in_code_the_page_is_written_at_exit(server: Any, tmp_path: Path):
     [process] = data["processes"]
     assert len(column(process["lanes"]["id"])) == len(local.connections) == 1
     assert len(column(process["bars"]["lane"])) == len(local.requests) == 3
+
+
+def test_a_page_of_the_same_run_is_added_to_and_one_of_another_run_replaced(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    diagnosis, kept = synthetic.run(requests=10, connections=2, base_ns=time.time_ns())
+    page = tmp_path / "run.html"
+
+    def written_by_another_process(run_id: str) -> None:
+        monkeypatch.setenv(_runfiles.ENV_RUN_ID, run_id)
+        timeline.write(str(page), kept, diagnosis)
+        # As if another process of that run had written it: this one's pid is not in it.
+        page.write_text(page.read_text().replace(f'"pid":{os.getpid()}', '"pid":1'))
+
+    written_by_another_process("run-a")
+    timeline.write(str(page), kept, diagnosis)
+    assert sorted(p["pid"] for p in page_data(page)["processes"]) == [1, os.getpid()]
+
+    written_by_another_process("run-a")
+    monkeypatch.setenv(_runfiles.ENV_RUN_ID, "run-b")
+    timeline.write(str(page), kept, diagnosis)
+    data = page_data(page)
+    assert data["run_id"] == "run-b"
+    assert [p["pid"] for p in data["processes"]] == [os.getpid()]
