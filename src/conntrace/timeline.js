@@ -17,10 +17,10 @@
   const style = getComputedStyle(document.documentElement);
   const color = (name) => style.getPropertyValue("--" + name).trim();
   const COLORS = {};
-  for (const name of ["dns", "tcp", "proxy", "tls", "setup", "reused", "fresh", "retry", "error",
+  for (const name of ["dns", "tcp", "tls", "setup", "reused", "fresh", "retry", "error", "discarded",
                       "idle", "end", "mark", "band", "muted", "fg", "rule"]) COLORS[name] = color(name);
   const END_COLORS = {"server closed": COLORS.error, "dropped while idle": COLORS.retry,
-                      "discarded (pool full)": COLORS.proxy, "broken by an error": COLORS.error,
+                      "discarded (pool full)": COLORS.discarded, "broken by an error": COLORS.error,
                       "closed by the client": COLORS.end, "open at exit": COLORS.muted};
 
   let violations = 0;

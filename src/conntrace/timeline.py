@@ -573,7 +573,6 @@ def _made(run: Mapping[str, Any], data: Mapping[str, Any]) -> str:
 _LEGEND = (
     ("dns", "DNS"),
     ("tcp", "TCP"),
-    ("proxy", "proxy"),
     ("tls", "TLS"),
     ("reused", "request, reused connection"),
     ("fresh", "request, new connection"),
