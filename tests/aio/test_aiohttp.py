@@ -312,6 +312,7 @@ def test_hooks_that_fail_inside_conntrace_change_nothing(spans_off, server, monk
 
     plain = asyncio.run(main())
     spans = spans_off.enable()
+
     def fail(name: str, phase: str) -> None:
         raise RuntimeError(f"injected fault in {name} ({phase})")
 
