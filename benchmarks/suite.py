@@ -7,8 +7,8 @@ What it measures (the issue's targets are checked in ``report.py``):
 
 * ``server``: the local benchmark server alone (raw-socket client, one keep-alive
   connection), so that it is known not to be the bottleneck.
-* ``botocore``, ``urllib3``, ``https_new``, ``httpx``: the time per call of one operation, in one
-  worker process per variant (``variants.py``: conntrace set up exactly as
+* ``botocore``, ``urllib3``, ``https_new``, ``aiohttp``, ``httpx``: the time per call of one
+  operation, in one worker process per variant (``variants.py``: conntrace set up exactly as
   ``conntrace-run`` sets it up, through ``conntrace.sdk.start``), driven in interleaved
   rounds; medians, ratios to the untraced worker of the same run, CPU time of the whole
   process (every thread, the export thread included), time in the garbage collector,
@@ -49,7 +49,8 @@ from .receiver import ReceiverProcess
 from .server import ServerProcess, cpu_seconds, round_trip_seconds
 
 SECTIONS = (
-    "server", "botocore", "urllib3", "https_new", "httpx", "startup", "memory", "truth", "export",
+    "server", "botocore", "urllib3", "https_new", "aiohttp", "httpx", "startup", "memory",
+    "truth", "export",
 )  # fmt: skip
 
 
@@ -79,12 +80,14 @@ PROFILES = {
             scenarios.BOTOCORE: 300,
             scenarios.URLLIB3: 1000,
             scenarios.HTTPS_NEW: 100,
+            scenarios.AIOHTTP: 1000,
             scenarios.HTTPX: 1000,
         },
         counted_calls={
             scenarios.BOTOCORE: 300,
             scenarios.URLLIB3: 1000,
             scenarios.HTTPS_NEW: 100,
+            scenarios.AIOHTTP: 1000,
             scenarios.HTTPX: 1000,
         },
         warmup=500,
@@ -103,12 +106,14 @@ PROFILES = {
             scenarios.BOTOCORE: 100,
             scenarios.URLLIB3: 300,
             scenarios.HTTPS_NEW: 30,
+            scenarios.AIOHTTP: 300,
             scenarios.HTTPX: 300,
         },
         counted_calls={
             scenarios.BOTOCORE: 100,
             scenarios.URLLIB3: 300,
             scenarios.HTTPS_NEW: 30,
+            scenarios.AIOHTTP: 300,
             scenarios.HTTPX: 300,
         },
         warmup=200,
@@ -128,12 +133,14 @@ PROFILES = {
             scenarios.BOTOCORE: 5,
             scenarios.URLLIB3: 10,
             scenarios.HTTPS_NEW: 3,
+            scenarios.AIOHTTP: 10,
             scenarios.HTTPX: 10,
         },
         counted_calls={
             scenarios.BOTOCORE: 5,
             scenarios.URLLIB3: 10,
             scenarios.HTTPS_NEW: 3,
+            scenarios.AIOHTTP: 10,
             scenarios.HTTPX: 10,
         },
         warmup=5,
@@ -155,6 +162,7 @@ VARIANTS_OF = {
     ),
     scenarios.URLLIB3: (variants.PLAIN, variants.CONNTRACE, variants.DIAGNOSIS, variants.OTEL),
     scenarios.HTTPS_NEW: (variants.PLAIN, variants.CONNTRACE, variants.DIAGNOSIS),
+    scenarios.AIOHTTP: (variants.PLAIN, variants.CONNTRACE, variants.DIAGNOSIS, variants.OTEL),
     scenarios.HTTPX: (variants.PLAIN, variants.CONNTRACE, variants.DIAGNOSIS, variants.OTEL),
 }  # fmt: skip
 
@@ -163,6 +171,7 @@ _PACKAGES = (
     "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-grpc",
     "opentelemetry-instrumentation", "opentelemetry-instrumentation-botocore",
     "opentelemetry-instrumentation-urllib3", "opentelemetry-distro", "protobuf", "grpcio",
+    "aiohttp", "opentelemetry-instrumentation-aiohttp-client",
     "httpx", "httpcore", "opentelemetry-instrumentation-httpx",
 )  # fmt: skip
 

@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         httpx=args.scenario == scenarios.HTTPX,
         report=args.report,
         otlp_endpoint=args.otlp,
+        aiohttp=args.scenario == scenarios.AIOHTTP,
     )
     target = scenarios.Target(args.http_port, args.https_port, args.ca_file)
     operation = scenarios.build(args.scenario, target)

@@ -22,20 +22,23 @@ def _layer(name: str, trigger: str, function: str = "apply") -> Layer:
     def apply(patcher: Patcher, module: ModuleType) -> None:
         getattr(importlib.import_module(f"conntrace.layers.{name}"), function)(patcher, module)
 
-    return Layer(trigger, apply)
+    return Layer(name, trigger, apply)
 
 
-# The pool layer first: the DNS, TCP and TLS layers record into the setups it opens.
+# The pool layer first: the DNS, TCP, TLS and proxy layers record into the setups it opens.
 _LAYERS = (
     _layer("pool", "urllib3"),
     _layer("dns_tcp", "urllib3"),
     _layer("tls", "urllib3"),
+    _layer("proxy", "urllib3"),
     # Name resolution, for urllib3 and httpcore's sync backend alike (socket is always
     # imported: this patches at once), and for httpcore's async backend through anyio.
     _layer("dns_tcp", "socket", "apply_getaddrinfo"),
     _layer("dns_tcp", "anyio._core._sockets", "apply_anyio"),
     _layer("httpcore", "httpcore"),
     _layer("botocore", "botocore.client"),
+    _layer("aiohttp", "aiohttp"),
+    _layer("aiobotocore", "aiobotocore.client"),
     _layer("awslambda", "awslambdaric.lambda_runtime_client"),
 )
 _patcher = Patcher()

@@ -474,6 +474,11 @@ def test_pools_that_may_speak_http2_are_left_untraced(server, spans):
     assert attempt.attributes[A.CONNECTION_REASON] == A.REASON_FIRST
 
 
+def _fail_every_start(name: str, phase: str) -> None:
+    if phase == "start":
+        raise RuntimeError(f"injected fault in {name}")
+
+
 def test_failing_hooks_change_nothing_and_warn_once(
     driver, server, refused_port, spans_off, monkeypatch, caplog
 ):
@@ -501,7 +506,7 @@ def test_failing_hooks_change_nothing_and_warn_once(
     monkeypatch.setitem(layer._EVENTS, "http11.receive_response_headers.complete", broken)
     with caplog.at_level("WARNING", logger="conntrace"):
         handler_failing = workload()
-        monkeypatch.setattr(_runtime, "inject_faults", True)
+        monkeypatch.setattr(_runtime, "fault", _fail_every_start)
         hooks_failing = workload()
     conntrace.uninstrument()
 
@@ -515,22 +520,28 @@ def test_failing_hooks_change_nothing_and_warn_once(
     assert len(spans.attempts) == 4
 
 
-def test_an_httpcore_without_the_pool_queue_is_left_untraced_with_one_warning(caplog):
+def test_an_httpcore_without_the_pool_queue_is_left_untraced_with_one_warning(monkeypatch, caplog):
     from types import ModuleType
 
-    from conntrace._patching import Patcher
+    from conntrace import _runtime
+    from conntrace._patching import Layer, Patcher
     from conntrace.layers import httpcore as layer
 
     # httpcore before 1.0.3 had no request queue in its pools: as if this were it.
     older = ModuleType("httpcore")
-    older.__version__ = "1.0.2"  # type: ignore[attr-defined]
+    classes = {}
     for name in ("ConnectionPool", "AsyncConnectionPool", "HTTPConnection"):
-        setattr(older, name, type(name, (), {"handle_request": lambda self, request: None}))
+        classes[name] = type(name, (), {"handle_request": lambda self, request: None})
+        setattr(older, name, classes[name])
+    older.ConnectionNotAvailable = RuntimeError  # type: ignore[attr-defined]
+    original = vars(classes["ConnectionPool"])["handle_request"]
     patcher = Patcher()
+    monkeypatch.setattr(_runtime, "active", True)
+    monkeypatch.setattr(_runtime, "_reported", set())
     with caplog.at_level("WARNING", logger="conntrace"):
-        layer.apply(patcher, older)
+        Layer("httpcore", "httpcore", layer.apply)._on_import(patcher, older)
 
-    assert patcher._applied == []
+    # All or nothing: the hook it had put on handle_request is gone again.
+    assert vars(classes["ConnectionPool"])["handle_request"] is original
     [message] = [record.getMessage() for record in caplog.records]
-    assert "httpcore 1.0.2 lacks ConnectionPool._assign_requests_to_connections" in message
-    assert "httpx runs untraced" in message
+    assert "patching httpcore" in message

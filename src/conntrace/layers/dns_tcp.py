@@ -56,7 +56,7 @@ class Connect:
         step.details[A.DNS_QUESTION_NAME] = self.host
         if error is None:
             step.details[A.DNS_ANSWERS] = _addresses(answers)
-        self.setup.steps.append(step)
+        self.setup.add(step)
 
     def finish(self, sock: Any, error: BaseException | None) -> None:
         _resolving.reset(self.token)
@@ -67,12 +67,12 @@ class Connect:
         step.end_ns = time.time_ns()
         step.error = error
         if error is None:
-            step.details.update(_describe(sock))
+            step.details.update(describe_socket(sock))
         else:
             step.details.update(
                 {A.NETWORK_TRANSPORT: "tcp", A.SERVER_ADDRESS: self.host, A.SERVER_PORT: self.port}
             )
-        self.setup.steps.append(step)
+        self.setup.add(step)
 
 
 _resolving: ContextVar[Connect | None] = ContextVar("conntrace_resolving", default=None)
@@ -85,7 +85,7 @@ def _addresses(answers: Any) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _describe(sock: socket.socket) -> dict[str, Any]:
+def describe_socket(sock: socket.socket) -> dict[str, Any]:
     peer = sock.getpeername()
     local = sock.getsockname()
     described: dict[str, Any] = {
@@ -117,11 +117,25 @@ def _watching() -> Connect | None:
     return connect
 
 
+_GETADDRINFO = "dns.getaddrinfo"
+
+
+def _begin() -> int | None:
+    """When a watched lookup starts (None: conntrace failed, the lookup goes on untraced)."""
+    try:
+        if _runtime.fault is not None:
+            _runtime.fault(_GETADDRINFO, "start")
+        return time.time_ns()
+    except Exception:
+        _runtime.report_internal_error(_GETADDRINFO)
+        return None
+
+
 def _getaddrinfo(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
     connect = _watching()
-    if connect is None:
+    started = _begin() if connect is not None else None
+    if connect is None or started is None:
         return wrapped(*args, **kwargs)
-    started = time.time_ns()
     try:
         answers = wrapped(*args, **kwargs)
     except BaseException as error:
@@ -135,18 +149,24 @@ def _record_lookup(
     connect: Connect, started: int, answers: Any, error: BaseException | None
 ) -> None:
     try:
+        if _runtime.fault is not None:
+            _runtime.fault(_GETADDRINFO, "finish")
         connect.resolved(started, answers, error)
     except Exception:
-        _runtime.report_internal_error("dns.getaddrinfo")
+        _runtime.report_internal_error(_GETADDRINFO)
+
+
+# Named as ``_runtime.hook`` names its wrappers: it is one of the hooks.
+_getaddrinfo.__name__ = f"conntrace_{_GETADDRINFO}"
 
 
 async def _getaddrinfo_async(
     wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
 ) -> Any:
     connect = _watching()
-    if connect is None:
+    started = _begin() if connect is not None else None
+    if connect is None or started is None:
         return await wrapped(*args, **kwargs)
-    started = time.time_ns()
     try:
         answers = await wrapped(*args, **kwargs)
     except BaseException as error:
@@ -154,6 +174,9 @@ async def _getaddrinfo_async(
         raise
     _record_lookup(connect, started, answers, None)
     return answers
+
+
+_getaddrinfo_async.__name__ = f"conntrace_{_GETADDRINFO}"
 
 
 def apply(patcher: Patcher, urllib3: ModuleType) -> None:

@@ -41,7 +41,7 @@ from .. import attributes as A
 from .._context import current_attempt, current_call
 from ..ledger import BROKEN, DISCARDED, HTTPX, KEPT, Attempt, Call, Connection, Event, Pool, Setup
 from .dns_tcp import Connect
-from .pool import _server, _start_close, announce_pool, connection_of
+from .pool import _server, _start_close, connection_of
 from .tls import handshake
 
 if TYPE_CHECKING:
@@ -93,10 +93,10 @@ def _origin_of(pool: Any, url: Any) -> _Origin:
             url.host.decode("ascii"),
             url.port,
             kept if kept != sys.maxsize else 0,
-            HTTPX,
+            library=HTTPX,
         )
         origin = origins[key] = _Origin(record)
-    announce_pool(record)
+    ledger.pool_created(record)
     return origin
 
 
@@ -532,44 +532,12 @@ def _discarded(conn: Any) -> None:
     )
 
 
-# What the layer patches or reads, all there from httpcore 1.0.3 (the pool's request queue).
-_NEEDED = (
-    "ConnectionPool.handle_request",
-    "ConnectionPool._assign_requests_to_connections",
-    "AsyncConnectionPool.handle_async_request",
-    "AsyncConnectionPool._assign_requests_to_connections",
-    "HTTPConnection.handle_request",
-    "HTTPConnection.has_expired",
-    "HTTPConnection.close",
-    "AsyncHTTPConnection.handle_async_request",
-    "AsyncHTTPConnection.has_expired",
-    "AsyncHTTPConnection.aclose",
-    "ConnectionNotAvailable",
-)
-
-
-def _has(module: ModuleType, path: str) -> bool:
-    found: Any = module
-    for name in path.split("."):
-        found = getattr(found, name, None)
-    return found is not None
-
-
 def apply(patcher: Patcher, httpcore: ModuleType) -> None:
+    # All there from httpcore 1.0.3 (its pools' request queue); with any of them missing the
+    # layer fails whole (``Layer``), and httpx runs untraced after one warning.
     global _DONE, _not_available
-    missing = [path for path in _NEEDED if not _has(httpcore, path)]
-    if missing:
-        # All or nothing: a pool half patched would count what it cannot see through.
-        _runtime.log.warning(
-            "conntrace: httpcore %s lacks %s; httpx runs untraced",
-            getattr(httpcore, "__version__", "?"),
-            ", ".join(missing),
-        )
-        return
     import h11
 
-    _not_available = httpcore.ConnectionNotAvailable
-    _DONE = h11.DONE
     hook, async_hook = _runtime.hook, _runtime.async_hook
     patcher.wrap(
         httpcore, "ConnectionPool.handle_request", hook("httpcore.request", _start_request(False))
@@ -602,3 +570,5 @@ def apply(patcher: Patcher, httpcore: ModuleType) -> None:
         "AsyncHTTPConnection.aclose",
         async_hook("httpcore.close", _start_close, makes_spans=False),
     )
+    _not_available = httpcore.ConnectionNotAvailable
+    _DONE = h11.DONE

@@ -43,7 +43,7 @@ def handshake(setup: Setup, server_name: str | None) -> _Handshake:
     step = Step(TLS, time.time_ns())
     step.details[A.TLS_PROTOCOL_NAME] = "tls"
     step.details[A.TLS_SERVER_NAME] = server_name or ""
-    setup.steps.append(step)
+    setup.add(step)
     return _Handshake(step)
 
 
