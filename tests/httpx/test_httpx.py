@@ -134,6 +134,9 @@ def test_more_requests_than_max_connections_wait_for_the_pool(driver, server, sp
     host = _host(diagnosis, local)
     assert host["max_concurrency"] == 2 and host["pool_max_size"] == 2
     assert _opened(host) == 2 and host["requests"] == 4
+    [finding] = [f for f in diagnosis.findings() if f.id == A.FINDING_POOL_TOO_SMALL]
+    assert "2 requests waited for a connection" in finding.summary
+    assert "httpx.Limits(max_keepalive_connections=3) with max_connections" in finding.advice
 
 
 def test_connections_beyond_max_keepalive_are_discarded_and_opened_again(
