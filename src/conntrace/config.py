@@ -34,6 +34,7 @@ SAMPLERS = (
     "traceidratio",
 )
 COLORS = ("auto", "always", "never")
+VIEWS = ("summary", "changes", "all")
 
 DEFAULT_PORTS = {"grpc": 4317, "http/protobuf": 4318}
 
@@ -56,6 +57,8 @@ class Config:
     sampler_arg: float | None = None
     console: bool = False
     color: str = "auto"
+    # How much the terminal view prints per call: see VIEWS and the --view setting.
+    view: str = "changes"
     export_timeout: float = 3.0
     # Where to write the JSON report at exit (conntrace.report reads CONNTRACE_REPORT).
     report: str | None = None
@@ -332,6 +335,17 @@ SETTINGS: tuple[Setting, ...] = (
         "WHEN",
         "colours in the terminal view: auto (only on a terminal, not with NO_COLOR), always, never",
         "auto",
+    ),
+    Setting(
+        "CONNTRACE_VIEW",
+        "--view",
+        "view",
+        _choice(VIEWS),
+        "LEVEL",
+        "how much the terminal view prints: summary (the end-of-run summary and findings), "
+        "changes (calls that opened a connection, failed, retried or waited; repeats collapsed), "
+        "all (every call)",
+        "changes",
     ),
 )
 

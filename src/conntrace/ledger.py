@@ -415,6 +415,9 @@ _next_connection_id = 0
 # Every connection that opened, while its connection object lives: for the open-connections gauge.
 _connections: weakref.WeakSet[Connection] = weakref.WeakSet()
 sinks: tuple[BaseSink, ...] = ()
+# Connections checked out now across every pool (the requests in flight), and the most at once.
+in_flight = 0
+peak_in_flight = 0
 
 
 def open_connections() -> list[Connection]:
@@ -439,10 +442,11 @@ def remove_sink(sink: BaseSink) -> None:
 
 def reset() -> None:
     """Forget which servers had pools (conntrace switched off, or a forked child)."""
-    global _next_connection_id
+    global _next_connection_id, in_flight, peak_in_flight
     with _lock:
         _pools_per_server.clear()
         _next_connection_id = 0
+        in_flight = peak_in_flight = 0
 
 
 def _renew_lock_in_child() -> None:
@@ -478,19 +482,25 @@ def pool_created(pool: Pool) -> None:
 
 
 def checked_out(pool: Pool, connection: Connection) -> None:
+    global in_flight, peak_in_flight
     connection.checked_out = True
     with _lock:
         pool.checked_out += 1
         if pool.checked_out > pool.peak:
             pool.peak = pool.checked_out
+        in_flight += 1
+        if in_flight > peak_in_flight:
+            peak_in_flight = in_flight
     _tell("checked_out", pool)
 
 
 def returned(pool: Pool, connection: Connection | None, how: str) -> None:
     """A checked-out connection came back (``connection`` None: an error broke it)."""
+    global in_flight
     with _lock:
-        if connection is None or connection.checked_out:
-            pool.checked_out = max(pool.checked_out - 1, 0)
+        if (connection is None or connection.checked_out) and pool.checked_out:
+            pool.checked_out -= 1
+            in_flight = max(in_flight - 1, 0)
         if how == BROKEN:
             pool.errors_pending += 1
         elif how == DISCARDED:

@@ -189,7 +189,7 @@ def _sections_of(path: str, run_id: str) -> list[dict[str, Any]]:
 
 # Per host, these keys are the largest any process saw, these name the host; every other
 # number adds up.
-_LARGEST = {"pool_max_size", "max_concurrency"}
+_LARGEST = {"pool_max_size", "max_concurrency", "peak_in_flight"}
 _SAME = {"server_address", "server_port"}
 
 

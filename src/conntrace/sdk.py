@@ -633,7 +633,11 @@ def _console_view(config: Config, diagnosis: Diagnosis) -> ConsoleView | None:
     from .console import ConsoleView
 
     view = ConsoleView(
-        sys.stderr, color=config.color, title=config.service_name, diagnosis=diagnosis
+        sys.stderr,
+        color=config.color,
+        title=config.service_name,
+        diagnosis=diagnosis,
+        view=config.view,
     )
     ledger.add_sink(view)
     return view
