@@ -54,11 +54,11 @@ def terminal_width(stream: IO[str]) -> int:
     if columns.isdigit() and int(columns) > 0:
         return max(int(columns), MIN_WIDTH)
     try:
-        if stream.isatty():
-            return max(os.get_terminal_size(stream.fileno()).columns, MIN_WIDTH)
+        # A terminal that reports 0 columns (a pseudo-terminal never sized) does not know.
+        columns_now = os.get_terminal_size(stream.fileno()).columns if stream.isatty() else 0
     except (AttributeError, OSError, ValueError):
-        pass
-    return DEFAULT_WIDTH
+        columns_now = 0
+    return max(columns_now, MIN_WIDTH) if columns_now else DEFAULT_WIDTH
 
 
 def visible_length(text: str) -> int:

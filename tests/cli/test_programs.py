@@ -32,7 +32,7 @@ def attempt_lines(stderr: str, host: str) -> list[str]:
 def test_script_each_call_as_a_waterfall_and_a_summary(server):
     local = server()
 
-    done = conntrace_run([*CONSOLE, "python", "calls.py", local.url, "3"])
+    done = conntrace_run([*CONSOLE, "--view", "all", "python", "calls.py", local.url, "3"])
 
     assert done.returncode == 0, done.stderr
     # exec: the program is this very process.
