@@ -561,23 +561,16 @@ class ConsoleView(BaseSink):
         if self._live:
             with self._lock:
                 self._running.pop(id(call), None)
-        if self.view == "summary":
+        if self.view == "summary" or not (call.is_api or call.attempts):
             return
         style = Style(self.stream, self._color)
         width = terminal_width(self.stream)
-        block = _Block(style)
-        if call.is_api or len(call.attempts) > 1:
-            block.call(call)
-        else:
-            for attempt in call.attempts:
-                block.attempt(attempt, "", "")
-        if not block.lines:
-            return
         with self._lock:
+            pending = ""
             if self.view == "changes":
+                # Decided before anything is drawn: a repeat costs a comparison and a count.
                 if _unusual(call):
                     pending = self._take_run(style, width)
-                    self._run = None
                 else:
                     shape = _shape(call)
                     if self._run is not None and self._run.shape == shape:
@@ -585,9 +578,16 @@ class ConsoleView(BaseSink):
                         return
                     pending = self._take_run(style, width)
                     self._run = _Run(shape, _kind(call))
-                self._write(pending + block.render(width))
-            else:
-                self._write(block.render(width))
+            self._write(pending + self._draw(call, style).render(width))
+
+    @staticmethod
+    def _draw(call: Call, style: Style) -> _Block:
+        block = _Block(style)
+        if call.is_api or len(call.attempts) > 1:
+            block.call(call)
+        else:
+            block.attempt(call.attempts[0], "", "")
+        return block
 
     def _take_run(self, style: Style, width: int) -> str:
         """The line of the run of repeats so far, if it has any (under the lock)."""
