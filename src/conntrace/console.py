@@ -13,7 +13,8 @@ summary. Every line fits the terminal's width. On a terminal, a call still runni
 ``LIVE_AFTER_S`` says so in one line.
 
 Per host the summary counts calls, HTTP requests, connections opened and why, reuse, and
-the time spent in DNS, TCP and TLS as a share of the time spent in requests.
+the time spent in DNS, TCP, a proxy's CONNECT and TLS as a share of the time spent in
+requests. A host reached through a proxy is named with it ("via proxy host:port").
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import attributes as A
 from ._durations import COLUMN, format_ms
-from .ledger import DNS, TCP, TLS, Attempt, BaseSink, Call, Event, Step
+from .ledger import DNS, PROXY, TCP, TLS, Attempt, BaseSink, Call, Event, Server, Step
 
 if TYPE_CHECKING:
     from .findings import Diagnosis, Finding, HostStats
@@ -40,8 +41,6 @@ T = TypeVar("T")
 # The width when the stream is not a terminal and COLUMNS is not set, and the least honoured.
 DEFAULT_WIDTH = 100
 MIN_WIDTH = 40
-# A pool wait shorter than this is the checkout itself, not a wait for a free connection.
-WAIT_SHOWN_MS = 1.0
 # A call still running after this long is announced, on a terminal.
 LIVE_AFTER_S = 2.0
 _LIVE_CHECK_S = 0.25
@@ -226,22 +225,35 @@ def _red(failed: str) -> tuple[str, ...]:
 
 def _describe_step(step: Step, style: Style) -> str:
     details = step.details
+    # A step that reached a proxy (its lookup, the TCP connect, TLS to an HTTPS proxy).
+    to_proxy = " (proxy)" if A.PROXY_ADDRESS in details and step.name != PROXY else ""
     if step.name == DNS:
         answers = details.get(A.DNS_ANSWERS) or ()
         shown = f" {style.arrow} {', '.join(answers)}" if answers else ""
-        return f"DNS {details.get(A.DNS_QUESTION_NAME, '')}{shown}"
+        return f"DNS{to_proxy} {details.get(A.DNS_QUESTION_NAME, '')}{shown}"
     if step.name == TCP:
         peer = details.get(A.NETWORK_PEER_ADDRESS) or details.get(A.SERVER_ADDRESS, "")
         port = details.get(A.NETWORK_PEER_PORT) or details.get(A.SERVER_PORT, "")
-        return f"TCP connect {peer}:{port}"
+        return f"TCP connect{to_proxy} {peer}:{port}"
+    if step.name == PROXY:
+        status = details.get(A.HTTP_RESPONSE_STATUS_CODE)
+        answer = f" {status}" if status else ""
+        via = _via((details.get(A.PROXY_ADDRESS, ""), details.get(A.PROXY_PORT, 0)))
+        target = f"{details.get(A.SERVER_ADDRESS, '')}:{details.get(A.SERVER_PORT, '')}"
+        return f"CONNECT {target}{via}{answer}"
     version = details.get(A.TLS_PROTOCOL_VERSION)
     resumed = " resumed" if details.get(A.TLS_RESUMED) else ""
-    return f"TLS {version} handshake{resumed}" if version else "TLS handshake"
+    shown = f"TLS {version} handshake{resumed}" if version else "TLS handshake"
+    return shown + to_proxy
+
+
+def _via(proxy: Server | None) -> str:
+    return f" via proxy {proxy[0]}:{proxy[1]}" if proxy is not None else ""
 
 
 def _describe_attempt(attempt: Attempt, style: Style) -> tuple[str, str]:
-    pool = attempt.pool
-    head = f"{attempt.method} {pool.host}:{pool.port}"
+    host, port = attempt.server
+    head = f"{attempt.method} {host}:{port}{_via(attempt.proxy)}"
     if attempt.status:
         head += f" {attempt.status}"
     connection = attempt.connection
@@ -256,16 +268,12 @@ def _describe_attempt(attempt: Attempt, style: Style) -> tuple[str, str]:
     else:
         where = f"new #{number}" if number is not None else "new connection"
         how, color = (f"{where} ({attempt.reason})" if attempt.reason else where), "yellow"
-    if _waited(attempt):
-        how += f" {style.dot} waited {format_ms(attempt.wait_ms or 0.0, COLUMN)} for a connection"
+    if attempt.waited:
+        how += f" {style.dot} pool wait {format_ms(attempt.wait_ms or 0.0, COLUMN)}"
     failed = _failure(attempt.error, style)
     if failed or (attempt.status and attempt.status >= 400):
         color = "red"
     return f"{head} {style.dot} {how}{failed}", color
-
-
-def _waited(attempt: Attempt) -> bool:
-    return attempt.wait_ms is not None and attempt.wait_ms >= WAIT_SHOWN_MS
 
 
 _NOTES = {
@@ -295,7 +303,7 @@ def _unusual(call: Call) -> bool:
     failure, a retry, a wait for a pool slot."""
     if call.error is not None or len(call.attempts) > 1:
         return True
-    return any(attempt.error_type is not None or _waited(attempt) for attempt in call.attempts)
+    return any(attempt.error_type is not None or attempt.waited for attempt in call.attempts)
 
 
 def _notes(events: Sequence[Event]) -> tuple[str, ...]:
@@ -315,7 +323,8 @@ def _shape(call: Call) -> tuple[Any, ...]:
         tuple(
             (
                 attempt.method,
-                attempt.pool.server,
+                attempt.server,
+                attempt.proxy,
                 attempt.status,
                 attempt.reused,
                 attempt.reason,
@@ -382,7 +391,10 @@ def _step_now(attempt: Attempt) -> str:
         return DNS
     if done[-1] == DNS:
         return TCP
-    if done[-1] == TCP and attempt.pool.scheme == "https":
+    https = attempt.pool.scheme == "https"
+    if done[-1] == TCP and https and attempt.proxy is not None:
+        return "proxy CONNECT"
+    if done[-1] in (TCP, PROXY) and https:
         return TLS
     return "request"
 
@@ -421,7 +433,8 @@ def render_summary(
         ]
         lines.extend(_fit(parts, sep, "  ", width, style))
     for stats in hosts:
-        lines.append("  " + style.paint(style.shorten(stats.target, width - 2), "bold"))
+        target = style.shorten(f"{stats.target}{_via(stats.proxy)}", width - 2)
+        lines.append("  " + style.paint(target, "bold"))
         for parts, colour in _host_parts(stats, style):
             lines.extend(
                 style.paint(line, *colour) for line in _fit(parts, sep, "    ", width, style)
@@ -487,6 +500,8 @@ def _host_parts(stats: HostStats, style: Style) -> list[tuple[list[str], tuple[s
         for name, ms in (
             ("DNS", stats.dns_ms),
             ("TCP", stats.tcp_ms_all),
+            # Only tunnels have a CONNECT exchange; forwarded requests have none.
+            *((("CONNECT", stats.proxy_ms_all),) if stats.proxy_ms_all else ()),
             ("TLS", stats.tls_ms_all),
         )
     ]
@@ -617,7 +632,7 @@ class ConsoleView(BaseSink):
         where = "before its first request"
         if attempt is not None:
             where = f"attempt {len(call.attempts)}, {_step_now(attempt)}"
-            host = f"{attempt.pool.host}:{attempt.pool.port}"
+            host = "{}:{}".format(*attempt.server)
             where += f" ({host})" if host != call.label else ""
         text = f"{style.ellipsis} {call.label} still running after {seconds:.1f} s: {where}"
         line = style.paint(style.shorten(text, terminal_width(self.stream)), "yellow")

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from .. import attributes as A
-from ..ledger import Attempt
+from ..ledger import URLLIB3, Attempt
 
 # Connections opened for these reasons are needed; the others replace one that was lost.
 NEEDED = frozenset({A.REASON_FIRST, A.REASON_POOL_BUSY})
@@ -139,6 +139,10 @@ class HostStats(_Examples):
     pools: int = 0
     pool_max_size: int = 0
     max_concurrency: int = 0
+    waited: int = 0
+    wait_ms_max: float = 0.0
+    # Whose pools these are (ledger.Pool.library): the advice uses its settings.
+    library: str = URLLIB3
     discarded: int = 0
     closed_by_server: int = 0
     dropped: int = 0
@@ -146,10 +150,19 @@ class HostStats(_Examples):
     idle_ms_min: float | None = None
     idle_ms_max: float | None = None
     keepalive: set[bool] = field(default_factory=set)
+    # The proxy the requests went through (the last one seen), and what its CONNECT
+    # exchanges cost: part of each tunnel's setup.
+    proxy: tuple[str, int] | None = None
+    proxy_ms_all: float = 0.0
 
     @property
     def target(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def dns_name(self) -> str:
+        """The name each new connection looks up: the proxy's, for requests through one."""
+        return self.proxy[0] if self.proxy is not None else self.host
 
     @property
     def pools_seen(self) -> int:
@@ -158,8 +171,8 @@ class HostStats(_Examples):
 
     @property
     def setup_ms_all(self) -> float:
-        """DNS, TCP and TLS of every connection opened, whatever the reason."""
-        return self.dns_ms + self.tcp_ms_all + self.tls_ms_all
+        """DNS, TCP, a proxy's CONNECT and TLS of every connection opened, whatever the reason."""
+        return self.dns_ms + self.tcp_ms_all + self.proxy_ms_all + self.tls_ms_all
 
     @property
     def replaced(self) -> int:
@@ -170,10 +183,19 @@ class HostStats(_Examples):
         return sum(ms for reason, ms in self.setup_ms.items() if reason not in NEEDED)
 
     def add(self, attempt: Attempt) -> None:
+        self.library = attempt.pool.library
+        if attempt.waited:
+            self.waited += 1
+            self.wait_ms_max = max(self.wait_ms_max, attempt.wait_ms or 0.0)
         self.requests += 1
         self.reused += attempt.reused
         self.request_ms += attempt.duration_ms
         self.closed_by_server += attempt.closed_by_server
+        if attempt.proxy is not None:
+            self.proxy = attempt.proxy
+            # A forwarding proxy's pool serves many servers: its facts are the proxy's, and
+            # each server sees the pool through its requests.
+            self.pool_max_size = max(self.pool_max_size, attempt.pool.max_size)
         if attempt.error is not None and (attempt.connection is None or not attempt.request_number):
             self.failed_requests += 1
         for idle in attempt.idle_dropped_ms:
@@ -190,6 +212,7 @@ class HostStats(_Examples):
         self.dns_ms_max = max(self.dns_ms_max, setup.dns_ms)
         self.tcp_ms_all += setup.tcp_ms
         self.tls_ms_all += setup.tls_ms
+        self.proxy_ms_all += setup.proxy_ms
         if setup.keepalive is not None:
             self.keepalive.add(setup.keepalive)
         if not setup.ok:
@@ -220,6 +243,16 @@ class HostStats(_Examples):
             "discarded": self.discarded,
             "closed_by_server": self.closed_by_server,
             "dropped_idle": self.dropped,
+            **self._proxy_dict(),
+        }
+
+    def _proxy_dict(self) -> dict[str, Any]:
+        if self.proxy is None:
+            return {}
+        return {
+            "proxy_address": self.proxy[0],
+            "proxy_port": self.proxy[1],
+            "proxy_ms": round_ms(self.proxy_ms_all),
         }
 
 
