@@ -17,7 +17,7 @@
   const style = getComputedStyle(document.documentElement);
   const color = (name) => style.getPropertyValue("--" + name).trim();
   const COLORS = {};
-  for (const name of ["dns", "tcp", "tls", "setup", "reused", "fresh", "retry", "error", "discarded",
+  for (const name of ["dns", "tcp", "proxy", "tls", "setup", "reused", "fresh", "retry", "error", "discarded",
                       "idle", "end", "mark", "band", "muted", "fg", "rule"]) COLORS[name] = color(name);
   const END_COLORS = {"server closed": COLORS.error, "dropped while idle": COLORS.retry,
                       "discarded (pool full)": COLORS.discarded, "broken by an error": COLORS.error,
@@ -47,7 +47,7 @@
     for (let i = 1; i < values.length; i++) values[i] += values[i - 1];
     return values;
   }
-  // A setup's steps, from their names ("dns|tcp|tls") and (gap, duration) pairs after
+  // A setup's steps, from their names ("dns|tcp|proxy|tls") and (gap, duration) pairs after
   // `since`: [name, start, end, ...] in microseconds.
   function steps(p, names, times, at, since) {
     const flat = [];

@@ -1,15 +1,15 @@
 """The HTML timeline: every TCP connection of a run on one wall clock, in one self-contained file.
 
 ``CONNTRACE_HTML=path`` (``conntrace-run --html PATH``) makes conntrace write it at exit.
-``Timeline`` reads the ledger as the run goes: each connection setup (with its DNS, TCP,
-TLS steps), each attempt and the connection that carried it, and how each connection
-ended (the server closed it, the pool discarded it, an error broke it, it was dropped
-while idle, the client closed it, or it was still open at exit). At exit the page is made
-of those records, kept compact (numbers in columns, repeated text in one string table),
-and of the diagnosis's per-host counts and findings, the same ``report.section`` the JSON
-report writes: no second computation. The page's own script draws the lanes on a canvas,
-merging bars narrower than a pixel, so that 100,000 requests stay readable and the file
-small.
+``Timeline`` reads the ledger as the run goes: each connection setup (its DNS, TCP and
+TLS steps, and a proxy's CONNECT), each attempt and the connection that carried it, and how
+each connection ended (the server closed it, the pool discarded it, an error broke it, it
+was dropped while idle, the client closed it, or it was still open at exit). At exit the
+page is made of those records, kept compact (numbers in columns, repeated text in one
+string table), and of the diagnosis's per-host counts and findings, the same
+``report.section`` the JSON report writes: no second computation. The page's own script
+draws the lanes on a canvas, merging bars narrower than a pixel, so that 100,000 requests
+stay readable and the file small.
 
 The page loads nothing: its script and style are inline, and its Content-Security-Policy
 forbids every fetch. Request URLs are ``url.full`` as the spans have it (query values and
@@ -573,6 +573,7 @@ def _made(run: Mapping[str, Any], data: Mapping[str, Any]) -> str:
 _LEGEND = (
     ("dns", "DNS"),
     ("tcp", "TCP"),
+    ("proxy", "proxy CONNECT"),
     ("tls", "TLS"),
     ("reused", "request, reused connection"),
     ("fresh", "request, new connection"),

@@ -145,3 +145,43 @@ def test_a_page_of_the_same_run_is_added_to_and_one_of_another_run_replaced(
     data = page_data(page)
     assert data["run_id"] == "run-b"
     assert [p["pid"] for p in data["processes"]] == [os.getpid()]
+
+
+THROUGH_A_PROXY = """
+import ssl
+import sys
+import conntrace
+from conntrace import findings, timeline
+
+conntrace.instrument()
+timeline.install(sys.argv[3], findings.install())
+import urllib3
+
+context = ssl.create_default_context(cafile=sys.argv[4])
+http = urllib3.ProxyManager(sys.argv[2], ssl_context=context)
+for _ in range(2):
+    http.request("GET", sys.argv[1])
+"""
+
+
+def test_a_tunnel_through_a_proxy_draws_the_connect_phase(tls_server: Any, ca: Any, tmp_path: Path):
+    from ..proxy import LocalProxy
+
+    local, proxy = tls_server(), LocalProxy()
+    page, authority = tmp_path / "proxy.html", tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(authority))
+
+    done = subprocess.run(
+        [sys.executable, "-c", THROUGH_A_PROXY, local.url, proxy.url(), str(page), str(authority)],
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    [process] = data = page_data(page)["processes"]
+    assert len(data) == 1 and len(proxy.connects) == len(local.connections) == 1
+    [steps] = [process["strings"][index] for index in column(process["lanes"]["steps"])]
+    assert steps == "dns|tcp|proxy|tls"
+    assert len(column(process["bars"]["lane"])) == len(local.requests) == 2
