@@ -33,6 +33,10 @@ RPC_SERVICE = "rpc.service"
 RPC_METHOD = "rpc.method"
 CLOUD_REGION = "cloud.region"
 AWS_REQUEST_ID = "aws.request_id"
+# On a connection setup: where the program made the client or session that owns the pool.
+CODE_FILEPATH = "code.filepath"
+CODE_LINENO = "code.lineno"
+CODE_FUNCTION = "code.function"
 
 RPC_SYSTEM_AWS = "aws-api"
 
@@ -46,6 +50,9 @@ CONNECTION_IDLE_MS = "conntrace.connection.idle_ms"
 POOL_WAIT_MS = "conntrace.pool.wait_ms"
 POOL_MAX_SIZE = "conntrace.pool.max_size"
 POOL_COUNT = "conntrace.pool.count"
+# The library the program made the pool's client or session with: botocore, awscli,
+# requests or urllib3.
+POOL_LIBRARY = "conntrace.pool.library"
 
 # --- conntrace: socket options seen on a new TCP connection --------------------------------------
 SOCKET_KEEPALIVE = "conntrace.socket.keepalive"

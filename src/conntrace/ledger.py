@@ -41,6 +41,35 @@ def default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
 
 
+class Origin:
+    """Where the program made the client or session that owns a pool: the first frame
+    outside the HTTP and AWS libraries, and which of them it called (``library``)."""
+
+    __slots__ = ("file", "function", "library", "line")
+
+    def __init__(self, file: str, line: int, function: str, library: str) -> None:
+        self.file = file
+        self.line = line
+        self.function = function
+        self.library = library
+
+    @property
+    def key(self) -> tuple[str, int, str, str]:
+        return self.file, self.line, self.function, self.library
+
+    def where(self) -> str:
+        """``handler.py:12 in handle()``: the path relative to the working directory when it
+        lies beneath it."""
+        path = self.file
+        try:
+            relative = os.path.relpath(path)
+        except ValueError:  # another drive, on Windows
+            relative = path
+        if not relative.startswith(os.pardir):
+            path = relative
+        return f"{path}:{self.line} in {self.function}()"
+
+
 class Pool:
     """One connection pool: a urllib3 ``HTTPConnectionPool`` (one host, one scheme)."""
 
@@ -52,10 +81,12 @@ class Pool:
         "max_size",
         "number",
         "objects",
+        "origin",
         "peak",
         "pending",
         "port",
         "scheme",
+        "service",
     )
 
     def __init__(self, scheme: str, host: str, port: int | None, max_size: int) -> None:
@@ -76,6 +107,15 @@ class Pool:
         # Events that happened when no attempt or call of this pool was in progress (a
         # connection discarded after a body read outside urlopen): its next attempt shows them.
         self.pending: list[Event] = []
+        # Where the client or session that owns it was made (None: not seen), and the AWS
+        # service of that client ("" for other libraries).
+        self.origin: Origin | None = None
+        self.service = ""
+
+    @property
+    def library(self) -> str:
+        """The library the program used for this pool: botocore, awscli, requests, urllib3."""
+        return self.origin.library if self.origin is not None else ""
 
     @property
     def server(self) -> Server:
@@ -163,6 +203,7 @@ class Setup:
         "error",
         "host",
         "max_size",
+        "origin",
         "port",
         "reason",
         "span_id",
@@ -171,6 +212,8 @@ class Setup:
     )
 
     def __init__(self, host: str, port: int, reason: str, max_size: int, start_ns: int) -> None:
+        # Where the client that owns the pool was made, when known.
+        self.origin: Origin | None = None
         self.host = host
         self.port = port
         self.reason = reason

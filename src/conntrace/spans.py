@@ -256,6 +256,12 @@ class _Build:
             attributes[A.POOL_MAX_SIZE] = setup.max_size
         if setup.connection_id is not None:
             attributes[A.CONNECTION_ID] = setup.connection_id
+        origin = setup.origin
+        if origin is not None:
+            attributes[A.CODE_FILEPATH] = origin.file
+            attributes[A.CODE_LINENO] = origin.line
+            attributes[A.CODE_FUNCTION] = origin.function
+            attributes[A.POOL_LIBRARY] = origin.library
         status = _failed(setup.error, attributes, None, setup.end_ns)
         own = self.context(setup.span_id)
         for step in setup.steps:

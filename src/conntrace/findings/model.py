@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from .. import attributes as A
-from ..ledger import Attempt
+from ..ledger import Attempt, Origin, Pool
 
 # Connections opened for these reasons are needed; the others replace one that was lost.
 NEEDED = frozenset({A.REASON_FIRST, A.REASON_POOL_BUSY})
@@ -146,10 +146,47 @@ class HostStats(_Examples):
     idle_ms_min: float | None = None
     idle_ms_max: float | None = None
     keepalive: set[bool] = field(default_factory=set)
+    # Pools made, by where the program made their client or session and with what.
+    origins: Counter[tuple[str, int, str, str, str]] = field(default_factory=Counter)
 
     @property
     def target(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def add_pool(self, pool: Pool) -> None:
+        self.pools = max(self.pools, pool.number)
+        self.pool_max_size = max(self.pool_max_size, pool.max_size)
+        if pool.origin is not None:
+            self.origins[(*pool.origin.key, pool.service)] += 1
+
+    @property
+    def library(self) -> str:
+        """The library most of this host's pools were made with ("" when not known)."""
+        counts: Counter[str] = Counter()
+        for (_file, _line, _function, library, _service), pools in self.origins.items():
+            counts[library] += pools
+        return counts.most_common(1)[0][0] if counts else ""
+
+    @property
+    def top_origin(self) -> tuple[Origin, str, int] | None:
+        """Where most of this host's pools were made: the origin, the AWS service, the pools."""
+        if not self.origins:
+            return None
+        (file, line, function, library, service), pools = self.origins.most_common(1)[0]
+        return Origin(file, line, function, library), service, pools
+
+    def origins_list(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "file": file,
+                "line": line,
+                "function": function,
+                "library": library,
+                "service": service,
+                "pools": pools,
+            }
+            for (file, line, function, library, service), pools in self.origins.most_common()
+        ]
 
     @property
     def pools_seen(self) -> int:
@@ -220,6 +257,7 @@ class HostStats(_Examples):
             "discarded": self.discarded,
             "closed_by_server": self.closed_by_server,
             "dropped_idle": self.dropped,
+            "origins": self.origins_list(),
         }
 
 
@@ -239,10 +277,13 @@ class OperationStats(_Examples):
     settings: Mapping[str, Any] = field(default_factory=dict)
     ok_attempts: int = 0
     ok_ms: float = 0.0
+    library: str = ""
 
     def add(self, attempt: Attempt) -> None:
         if attempt.settings:
             self.settings = attempt.settings
+        if attempt.pool.library:
+            self.library = attempt.pool.library
         if attempt.resend == 0:
             self.calls += 1
         else:

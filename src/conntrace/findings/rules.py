@@ -13,6 +13,8 @@ from typing import Any, Callable, Generic, TypeVar
 from .. import attributes as A
 from .._durations import PROSE, format_ms
 from ..ledger import Attempt
+from .advice import AWSCLI, REQUESTS, URLLIB3
+from .advice import advice as advice_for
 from .model import (
     BOTOCORE_DEFAULT_TIMEOUT_S,
     NEEDED,
@@ -57,16 +59,27 @@ def _client_recreated(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     setup_ms = h.setup_ms[A.REASON_NEW_POOL]
     summary = (
         f"{count} connections to {h.target} were opened by a new connection pool ({pools} pools "
-        "so far): a client is being created per call or per invocation, and each new client "
-        "starts without connections."
+        f"so far): {_made_where(h)}, and each new client starts without connections."
     )
-    advice = (
-        "Create the boto3 client or resource once (at module level, outside the Lambda "
-        "handler) and reuse it for every call; clients are thread-safe. Each new client pays "
-        f"DNS, TCP and TLS again: {_duration(setup_ms)} here so far."
-    )
+    advice = advice_for(A.FINDING_CLIENT_RECREATED, h.library, setup=_duration(setup_ms))
     evidence = {"connections": count, "pools": pools, "setup_ms": round_ms(setup_ms)}
-    return h.target, summary, advice, {**evidence, "requests": h.requests}
+    return h.target, summary, advice, {**evidence, "requests": h.requests, "origins": h.origins_list()}
+
+
+def _made_where(h: HostStats) -> str:
+    """Where the pools' client is made, in the program's words: "a new DynamoDB client is
+    created on every call at handler.py:12 in handle()"."""
+    top = h.top_origin
+    if top is None:
+        return "a client is being created per call or per invocation"
+    origin, service, made = top
+    what = {
+        AWSCLI: "AWS CLI client",
+        REQUESTS: "requests Session",
+        URLLIB3: "urllib3 pool",
+    }.get(origin.library, f"{service} client" if service else "client")
+    how_often = "on every call" if h.calls and made >= h.calls else f"again and again ({made} times)"
+    return f"a new {what} is created {how_often} at {origin.where()}"
 
 
 def _pool_suggestion(h: HostStats) -> int:
@@ -81,12 +94,7 @@ def _pool_too_small(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
         f"{h.pool_max_size} connections: {h.discarded} connections were discarded when they "
         f"came back to a full pool, and {again} were opened again to replace them."
     )
-    advice = (
-        f"Set botocore.config.Config(max_pool_connections={suggestion}) on the client these "
-        "threads share (it is per client; the default is 10). urllib3 does not make a thread "
-        "wait for a pooled connection: it opens an extra one and throws it away afterwards "
-        '("Connection pool is full, discarding connection").'
-    )
+    advice = advice_for(A.FINDING_POOL_TOO_SMALL, h.library, suggestion=suggestion)
     evidence = {
         "max_concurrency": h.max_concurrency,
         "pool_max_size": h.pool_max_size,
@@ -209,13 +217,7 @@ def _retry_time(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
         f"extra attempts): {_duration(lost)} lost, {_duration(o.failed_ms)} in attempts that "
         f"failed and {_duration(o.backoff_ms)} waiting between attempts. Retried after: {errors}."
     )
-    advice = (
-        "Retries turn failures into latency. Look at the errors first (throttling: more "
-        "capacity or smoother load; 5xx: the service or a proxy on the way). Bound the "
-        "attempts to what your latency budget allows: retries={'mode': 'standard', "
-        "'total_max_attempts': 3} backs off exponentially with jitter; 'adaptive' also slows "
-        "the client down while it is throttled."
-    )
+    advice = advice_for(A.FINDING_RETRY_TIME, o.library)
     evidence = {
         "calls": o.calls,
         "retried_calls": o.retried_calls,
@@ -242,16 +244,7 @@ def _default_timeouts(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]
         f"retries '{mode}' allowing {attempts} attempts: a call that {usually} can wait up "
         f"to {_duration(worst * 1000)} before it fails."
     )
-    advice = (
-        "For latency-sensitive calls, AWS's guidance on tuning SDK HTTP settings (written for "
-        "DynamoDB) sets timeouts from the latency budget instead of keeping the defaults: a "
-        "short connect timeout (1 s or less), a read timeout a little above the slowest normal "
-        "response (well under a second for single-item DynamoDB calls; about 5.5 s for batch "
-        "calls, as DynamoDB gives up on an item after 5 s) and few attempts with backoff, e.g. "
-        "Config(connect_timeout=1, read_timeout=2, retries={'mode': 'standard', "
-        "'total_max_attempts': 3}). botocore has no deadline for a whole call: bound it in "
-        "your code if you need one. Values too low fail calls on a brief network hiccup."
-    )
+    advice = advice_for(A.FINDING_DEFAULT_TIMEOUTS, o.library)
     evidence = {
         "problem_attempts": o.problems_on_defaults,
         "connect_timeout_s": connect,
@@ -286,7 +279,7 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         event=lambda a, h: (
             f"opened because every pooled connection was in use ({a.reason}); up to "
             f"{h.max_concurrency} requests at once for {h.pool_max_size} pooled connections: "
-            f"set max_pool_connections={_pool_suggestion(h)}"
+            f"a pool of {_pool_suggestion(h)} would keep them"
         ),
         describe=_pool_too_small,
     ),

@@ -1,0 +1,121 @@
+"""What to change, in the terms of the library the program uses: one table per finding, one
+text per library (``Pool.library``: botocore for boto3 and botocore, awscli, requests,
+urllib3). A rule words its advice with ``advice(finding, library, **values)``; a library the
+table does not name (not known: a pool made before conntrace was on) gets botocore's words,
+the library conntrace is made for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import attributes as A
+
+BOTOCORE, AWSCLI, REQUESTS, URLLIB3 = "botocore", "awscli", "requests", "urllib3"
+
+_TABLE: dict[str, dict[str, str]] = {
+    A.FINDING_CLIENT_RECREATED: {
+        BOTOCORE: (
+            "Create the boto3 client or resource once (at module level, outside the Lambda "
+            "handler) and reuse it for every call; clients are thread-safe. Each new client "
+            "pays DNS, TCP and TLS again: {setup} here so far."
+        ),
+        AWSCLI: (
+            "Each aws command is a new process with a new client, so nothing is reused between "
+            "commands: for many calls in a row, make them from one boto3 client in a script, or "
+            "use the commands that take many items at once. Each new client pays DNS, TCP and "
+            "TLS again: {setup} here so far."
+        ),
+        REQUESTS: (
+            "requests.get() and its siblings make a new Session, and so a new pool, on every "
+            "call: make one requests.Session() and call session.get() on it (a Session per "
+            "thread if you share nothing). Each new pool pays DNS, TCP and TLS again: {setup} "
+            "here so far."
+        ),
+        URLLIB3: (
+            "Make one urllib3.PoolManager (or one HTTPConnectionPool per host) and reuse it for "
+            "every request; it is thread-safe. Each new pool pays DNS, TCP and TLS again: "
+            "{setup} here so far."
+        ),
+    },
+    A.FINDING_POOL_TOO_SMALL: {
+        BOTOCORE: (
+            "Set botocore.config.Config(max_pool_connections={suggestion}) on the client these "
+            "threads share (it is per client; the default is 10). urllib3 does not make a "
+            "thread wait for a pooled connection: it opens an extra one and throws it away "
+            'afterwards ("Connection pool is full, discarding connection").'
+        ),
+        AWSCLI: (
+            "The AWS CLI sizes its connection pool from max_concurrent_requests (default 10): "
+            "keep them equal, e.g. aws configure set default.s3.max_concurrent_requests "
+            "{suggestion}, or lower the concurrency if the pool must stay small."
+        ),
+        REQUESTS: (
+            "Mount an adapter with a larger pool on the Session these threads share: "
+            "session.mount('https://', requests.adapters.HTTPAdapter(pool_maxsize={suggestion})) "
+            "(pool_maxsize is per host, default 10; pool_connections is how many hosts keep a "
+            "pool). urllib3 opens an extra connection when the pool is empty and throws it away "
+            'afterwards ("Connection pool is full, discarding connection"); '
+            "HTTPAdapter(pool_block=True) makes threads wait for one instead."
+        ),
+        URLLIB3: (
+            "Make the pool as large as the concurrency: urllib3.PoolManager(maxsize={suggestion}) "
+            "(per host; the default is 1). With "
+            "block=False (the default) urllib3 opens an extra connection when the pool is empty "
+            "and throws it away afterwards; block=True makes threads wait for a pooled one."
+        ),
+    },
+    A.FINDING_RETRY_TIME: {
+        BOTOCORE: (
+            "Retries turn failures into latency. Look at the errors first (throttling: more "
+            "capacity or smoother load; 5xx: the service or a proxy on the way). Bound the "
+            "attempts to what your latency budget allows: retries={{'mode': 'standard', "
+            "'total_max_attempts': 3}} backs off exponentially with jitter; 'adaptive' also "
+            "slows the client down while it is throttled."
+        ),
+        AWSCLI: (
+            "Retries turn failures into latency. Look at the errors first (throttling: more "
+            "capacity or smoother load; 5xx: the service or a proxy on the way). Bound the "
+            "attempts with AWS_MAX_ATTEMPTS=3 and AWS_RETRY_MODE=standard (or max_attempts and "
+            "retry_mode in the profile of ~/.aws/config)."
+        ),
+        REQUESTS: (
+            "Retries turn failures into latency. Look at the errors first. requests retries "
+            "through urllib3: mount HTTPAdapter(max_retries=urllib3.util.Retry(total=3, "
+            "backoff_factor=0.5, status_forcelist=[502, 503, 504])) and bound each attempt "
+            "with timeout=(connect, read) on every call (requests has no default timeout)."
+        ),
+        URLLIB3: (
+            "Retries turn failures into latency. Look at the errors first. Bound them with "
+            "retries=urllib3.util.Retry(total=3, backoff_factor=0.5) on the PoolManager or the "
+            "request, and each attempt with timeout=urllib3.util.Timeout(connect=1, read=2)."
+        ),
+    },
+    A.FINDING_DEFAULT_TIMEOUTS: {
+        BOTOCORE: (
+            "For latency-sensitive calls, AWS's guidance on tuning SDK HTTP settings (written "
+            "for DynamoDB) sets timeouts from the latency budget instead of keeping the "
+            "defaults: a short connect timeout (1 s or less), a read timeout a little above the "
+            "slowest normal response (well under a second for single-item DynamoDB calls; about "
+            "5.5 s for batch calls, as DynamoDB gives up on an item after 5 s) and few attempts "
+            "with backoff, e.g. Config(connect_timeout=1, read_timeout=2, retries={{'mode': "
+            "'standard', 'total_max_attempts': 3}}). botocore has no deadline for a whole call: "
+            "bound it in your code if you need one. Values too low fail calls on a brief "
+            "network hiccup."
+        ),
+        AWSCLI: (
+            "Set the timeouts from your latency budget instead of keeping the defaults: "
+            "--cli-connect-timeout 1 (seconds; 0 waits for ever) and --cli-read-timeout a "
+            "little above the slowest normal response, with few attempts "
+            "(AWS_MAX_ATTEMPTS=3, AWS_RETRY_MODE=standard). Values too low fail commands on a "
+            "brief network hiccup."
+        ),
+    },
+}
+
+
+def advice(finding: str, library: str, **values: Any) -> str:
+    """The advice for ``finding`` in ``library``'s terms, filled with ``values``."""
+    texts = _TABLE[finding]
+    return texts.get(library, texts[BOTOCORE]).format(**values)
+
