@@ -66,6 +66,9 @@ AWS_RETRY_MODE = "conntrace.aws.retry_mode"
 AWS_MAX_ATTEMPTS = "conntrace.aws.max_attempts"
 AWS_MAX_POOL_CONNECTIONS = "conntrace.aws.max_pool_connections"
 AWS_TCP_KEEPALIVE = "conntrace.aws.tcp_keepalive"
+# False when running the call twice may do its work twice (findings/rules.py: retried calls
+# that are not idempotent; layers/botocore.py says how it is decided).
+AWS_IDEMPOTENT = "conntrace.aws.idempotent"
 
 # --- span names ----------------------------------------------------------------------------------
 SPAN_CONNECTION_SETUP = "HTTP connection_setup"
@@ -143,6 +146,7 @@ FINDING_REPEATED_DNS = "repeated_dns_lookups"
 FINDING_DEFAULT_TIMEOUTS = "default_timeouts"
 FINDING_RETRY_TIME = "time_lost_to_retries"
 FINDING_SETUP_SHARE = "connection_setup_share"
+FINDING_NOT_IDEMPOTENT = "retried_not_idempotent"
 
 FINDINGS = (
     FINDING_CLIENT_RECREATED,
@@ -153,4 +157,5 @@ FINDINGS = (
     FINDING_DEFAULT_TIMEOUTS,
     FINDING_RETRY_TIME,
     FINDING_SETUP_SHARE,
+    FINDING_NOT_IDEMPOTENT,
 )

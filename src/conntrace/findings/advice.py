@@ -111,6 +111,24 @@ _TABLE: dict[str, dict[str, str]] = {
             "brief network hiccup."
         ),
     },
+    A.FINDING_NOT_IDEMPOTENT: {
+        BOTOCORE: (
+            "botocore retries every operation after a read timeout or a broken connection, "
+            "whether or not it is safe to repeat (boto3#883). Make the write safe to repeat (a "
+            "ConditionExpression on DynamoDB writes, a ClientRequestToken or idempotency key "
+            "where the API has one, a MessageDeduplicationId on an SQS FIFO queue), or call "
+            "it through a client of its own with Config(retries={{'total_max_attempts': 1}}) "
+            "and a read_timeout above its slowest normal answer (for Lambda Invoke: above the "
+            "function's timeout), and decide in your code what a timeout means."
+        ),
+        AWSCLI: (
+            "The AWS CLI retries every operation after a read timeout or a broken connection, "
+            "whether or not it is safe to repeat. Make the write safe to repeat (a "
+            "--condition-expression on DynamoDB writes, a client request token where the API "
+            "has one), or run it with AWS_MAX_ATTEMPTS=1 and a --cli-read-timeout above its "
+            "slowest normal answer, and check the outcome yourself after a timeout."
+        ),
+    },
 }
 
 

@@ -88,6 +88,40 @@ def failed(attempt: Attempt) -> bool:
     return attempt.status is None or attempt.status >= 500 or attempt.status == 429
 
 
+# Failures that happen before the request is written: the server cannot have seen it.
+_NOT_SENT = frozenset(
+    {
+        "ConnectTimeoutError",
+        "NewConnectionError",
+        "NameResolutionError",
+        "ConnectionRefusedError",
+        "gaierror",
+        "EndpointConnectionError",
+        "ConnectTimeout",
+    }
+)
+
+
+def maybe_delivered(attempt: Attempt) -> bool:
+    """The attempt failed without an answer after its request may have reached the server (a
+    read timeout, a reset or closed connection), not while connecting."""
+    if attempt.error is None or attempt.status is not None:
+        return False
+    if attempt.setup is not None and not attempt.setup.ok:
+        return False
+    return type(attempt.error).__name__ not in _NOT_SENT
+
+
+def resent_not_idempotent(attempt: Attempt) -> bool:
+    """A retry of a call that is not safe to repeat, after an attempt that may have run."""
+    previous = attempt.previous
+    return (
+        previous is not None
+        and attempt.settings.get(A.AWS_IDEMPOTENT) is False
+        and maybe_delivered(previous)
+    )
+
+
 def on_default_timeouts(attempt: Attempt) -> bool:
     return BOTOCORE_DEFAULT_TIMEOUT_S in (
         attempt.settings.get(A.AWS_CONNECT_TIMEOUT),
@@ -278,6 +312,10 @@ class OperationStats(_Examples):
     ok_attempts: int = 0
     ok_ms: float = 0.0
     library: str = ""
+    # Retries of a call that is not idempotent, after an attempt that may have run.
+    resent_unsafe: int = 0
+    resent_unsafe_calls: int = 0
+    resent_unsafe_errors: Counter[str] = field(default_factory=Counter)
 
     def add(self, attempt: Attempt) -> None:
         if attempt.settings:
@@ -297,6 +335,11 @@ class OperationStats(_Examples):
             self.ok_ms += attempt.duration_ms
         if (failed(attempt) or attempt.resend) and on_default_timeouts(attempt):
             self.problems_on_defaults += 1
+        if resent_not_idempotent(attempt):
+            self.resent_unsafe += 1
+            earlier = attempt.call.attempts[: attempt.resend]
+            self.resent_unsafe_calls += not any(resent_not_idempotent(a) for a in earlier)
+            self.resent_unsafe_errors[attempt.prior_error or "unknown"] += 1
 
 
 def _span_ref(ids: tuple[int, int]) -> SpanRef:

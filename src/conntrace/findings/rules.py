@@ -23,6 +23,7 @@ from .model import (
     failed,
     on_default_timeouts,
     replaced,
+    resent_not_idempotent,
     round_ms,
 )
 
@@ -257,6 +258,23 @@ def _default_timeouts(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]
     return o.label, summary, advice, evidence
 
 
+def _not_idempotent(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
+    errors = ", ".join(f"{error} (x{count})" for error, count in o.resent_unsafe_errors.items())
+    summary = (
+        f"{o.resent_unsafe_calls} {o.label} calls were sent again ({o.resent_unsafe} retries) "
+        f"after {errors}: the earlier request may already have reached the service and run, and "
+        f"{o.label} is not safe to repeat, so the caller may have run it twice."
+    )
+    advice = advice_for(A.FINDING_NOT_IDEMPOTENT, o.library)
+    evidence = {
+        "operation": o.label,
+        "calls": o.resent_unsafe_calls,
+        "retries": o.resent_unsafe,
+        "errors": dict(o.resent_unsafe_errors),
+    }
+    return o.label, summary, advice, evidence
+
+
 HOST_RULES: tuple[Rule[HostStats], ...] = (
     Rule(
         A.FINDING_CLIENT_RECREATED,
@@ -366,6 +384,18 @@ OPERATION_RULES: tuple[Rule[OperationStats], ...] = (
             f"s) with up to {a.settings.get(A.AWS_MAX_ATTEMPTS, 1)} attempts"
         ),
         describe=_default_timeouts,
+    ),
+    Rule(
+        A.FINDING_NOT_IDEMPOTENT,
+        A.SEVERITY_WARNING,
+        "a call that is not idempotent was sent again",
+        concerns=resent_not_idempotent,
+        active=lambda o: o.resent_unsafe > 0,
+        event=lambda a, o: (
+            f"attempt {a.resend + 1} of {a.label} sent again after {a.prior_error}: the "
+            "earlier request may have run, and this operation is not safe to repeat"
+        ),
+        describe=_not_idempotent,
     ),
 )
 
