@@ -57,6 +57,13 @@ POOL_LIBRARY = "conntrace.pool.library"
 # --- conntrace: socket options seen on a new TCP connection --------------------------------------
 SOCKET_KEEPALIVE = "conntrace.socket.keepalive"
 SOCKET_NODELAY = "conntrace.socket.nodelay"
+# The keepalive timers in effect on the socket (getsockopt TCP_KEEPIDLE, TCP_KEEPINTVL,
+# TCP_KEEPCNT; on Linux an unset one reads as net.ipv4.tcp_keepalive_*), where the OS has them.
+SOCKET_KEEPALIVE_IDLE = "conntrace.socket.keepalive_idle_s"
+SOCKET_KEEPALIVE_INTERVAL = "conntrace.socket.keepalive_interval_s"
+SOCKET_KEEPALIVE_COUNT = "conntrace.socket.keepalive_count"
+# The server's ``Keep-Alive: timeout=N`` response header, in seconds.
+HTTP_KEEP_ALIVE_TIMEOUT = "conntrace.http.keep_alive_timeout_s"
 
 # --- conntrace: the botocore client settings that decide latency ---------------------------------
 AWS_ATTEMPTS = "conntrace.aws.attempts"
@@ -147,6 +154,7 @@ FINDING_DEFAULT_TIMEOUTS = "default_timeouts"
 FINDING_RETRY_TIME = "time_lost_to_retries"
 FINDING_SETUP_SHARE = "connection_setup_share"
 FINDING_NOT_IDEMPOTENT = "retried_not_idempotent"
+FINDING_IDLE_TIMEOUT = "idle_timeout"
 
 FINDINGS = (
     FINDING_CLIENT_RECREATED,
@@ -158,4 +166,5 @@ FINDINGS = (
     FINDING_RETRY_TIME,
     FINDING_SETUP_SHARE,
     FINDING_NOT_IDEMPOTENT,
+    FINDING_IDLE_TIMEOUT,
 )

@@ -259,6 +259,17 @@ class Setup:
                 return bool(step.details[A.SOCKET_KEEPALIVE])
         return None
 
+    @property
+    def keepalive_timers(self) -> tuple[int, int, int] | None:
+        """TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT on the socket, when SO_KEEPALIVE was on
+        and the OS tells them."""
+        names = (A.SOCKET_KEEPALIVE_IDLE, A.SOCKET_KEEPALIVE_INTERVAL, A.SOCKET_KEEPALIVE_COUNT)
+        for step in self.steps:
+            if step.name == TCP and all(name in step.details for name in names):
+                idle, interval, count = (int(step.details[name]) for name in names)
+                return idle, interval, count
+        return None
+
 
 DNS, TCP, TLS = "dns", "tcp", "tls"
 
@@ -336,6 +347,7 @@ class Attempt:
         "exchanged",
         "idle_dropped_ms",
         "idle_ms",
+        "keep_alive_timeout_s",
         "method",
         "pool",
         "reason",
@@ -372,6 +384,8 @@ class Attempt:
         self.exchanged = False
         self.closed_by_server = False
         self.idle_dropped_ms: list[float] = []
+        # The response's ``Keep-Alive: timeout=N``, when it had one.
+        self.keep_alive_timeout_s: float | None = None
         self.events: list[Event] = []
         self.span_id = 0
 

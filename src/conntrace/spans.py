@@ -233,6 +233,8 @@ class _Build:
             links = (Link(connection.setup_context),)
         if attempt.status:
             attributes[A.HTTP_RESPONSE_STATUS_CODE] = attempt.status
+        if attempt.keep_alive_timeout_s is not None:
+            attributes[A.HTTP_KEEP_ALIVE_TIMEOUT] = attempt.keep_alive_timeout_s
         events = _events(attempt.events)
         status = _failed(attempt.error, attributes, events, attempt.end_ns)
         if attempt.error is None and attempt.status and attempt.status >= 400:

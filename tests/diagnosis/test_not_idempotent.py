@@ -65,8 +65,9 @@ def test_a_put_item_sent_again_after_a_read_timeout_is_found(diagnosed: Diagnose
     [(span, event)] = events_of(diagnosed, A.FINDING_NOT_IDEMPOTENT)
     assert span.name == "DynamoDB.PutItem"
     assert span.attributes[A.AWS_IDEMPOTENT] is False
-    assert "attempt 2 of DynamoDB.PutItem sent again after ReadTimeoutError" in (
-        event[A.FINDING_MESSAGE]
+    assert (
+        "attempt 2 of DynamoDB.PutItem sent again after ReadTimeoutError"
+        in (event[A.FINDING_MESSAGE])
     )
 
 

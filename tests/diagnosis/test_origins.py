@@ -114,9 +114,7 @@ def session_made_once() -> requests.Session:
     return session
 
 
-def test_a_session_made_once_is_named_where_the_adapter_is_mounted(
-    diagnosed: Diagnosed, server
-):
+def test_a_session_made_once_is_named_where_the_adapter_is_mounted(diagnosed: Diagnosed, server):
     local = server()
     session = session_made_once()
     for _ in range(3):
@@ -164,4 +162,7 @@ def test_pool_too_small_advice_fits_urllib3(diagnosed: Diagnosed, server):
     assert "max_pool_connections" not in finding.advice
     [host] = diagnosed.diagnosis.hosts()
     [origin] = host["origins"]
-    assert (origin["library"], origin["function"]) == ("urllib3", "test_pool_too_small_advice_fits_urllib3")
+    assert (origin["library"], origin["function"]) == (
+        "urllib3",
+        "test_pool_too_small_advice_fits_urllib3",
+    )

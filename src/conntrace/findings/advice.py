@@ -129,6 +129,46 @@ _TABLE: dict[str, dict[str, str]] = {
             "slowest normal answer, and check the outcome yourself after a timeout."
         ),
     },
+    A.FINDING_IDLE_TIMEOUT: {
+        BOTOCORE: (
+            "Keep idle connections alive past the bound, or expect one new connection after "
+            "such pauses. Config(tcp_keepalive=True) only turns SO_KEEPALIVE on: Linux then "
+            "waits net.ipv4.tcp_keepalive_time (7,200 s by default) before the first probe, far "
+            "beyond a 350 s NAT gateway timeout (botocore#2916). botocore has no per-client "
+            "TCP_KEEPIDLE: lower it for the machine below the bound (sysctl -w "
+            "net.ipv4.tcp_keepalive_time={keepidle}) together with tcp_keepalive=True. Probes "
+            "do not stop a server that closes idle HTTP connections itself (Keep-Alive: "
+            "timeout): there, a call after a long pause opens a new connection."
+        ),
+        AWSCLI: (
+            "Each aws command opens its own connections, so this shows pauses within one "
+            "command (a long s3 transfer, pagination). The AWS CLI sets no keepalive timers: "
+            "tcp_keepalive = true in the profile of ~/.aws/config turns SO_KEEPALIVE on, and "
+            "the first probe comes after net.ipv4.tcp_keepalive_time (7,200 s by default on "
+            "Linux): lower it below the bound (sysctl -w net.ipv4.tcp_keepalive_time="
+            "{keepidle})."
+        ),
+        REQUESTS: (
+            "Keep idle connections alive past the bound with keepalive probes that start "
+            "sooner: mount an HTTPAdapter subclass whose init_poolmanager passes "
+            "socket_options=urllib3.connection.HTTPConnection.default_socket_options + "
+            "[(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1), (socket.IPPROTO_TCP, "
+            "socket.TCP_KEEPIDLE, {keepidle}), (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10), "
+            "(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)] (SO_KEEPALIVE alone waits 7,200 s on "
+            "Linux). Probes do not stop a server that closes idle HTTP connections itself: "
+            "there, expect one new connection after a long pause."
+        ),
+        URLLIB3: (
+            "Keep idle connections alive past the bound with keepalive probes that start "
+            "sooner: urllib3.PoolManager(socket_options=urllib3.connection.HTTPConnection."
+            "default_socket_options + [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1), "
+            "(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, {keepidle}), (socket.IPPROTO_TCP, "
+            "socket.TCP_KEEPINTVL, 10), (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)]) "
+            "(SO_KEEPALIVE alone waits 7,200 s on Linux). Probes do not stop a server that "
+            "closes idle HTTP connections itself: there, expect one new connection after a "
+            "long pause."
+        ),
+    },
 }
 
 
@@ -136,4 +176,3 @@ def advice(finding: str, library: str, **values: Any) -> str:
     """The advice for ``finding`` in ``library``'s terms, filled with ``values``."""
     texts = _TABLE[finding]
     return texts.get(library, texts[BOTOCORE]).format(**values)
-

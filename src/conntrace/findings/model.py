@@ -180,6 +180,12 @@ class HostStats(_Examples):
     idle_ms_min: float | None = None
     idle_ms_max: float | None = None
     keepalive: set[bool] = field(default_factory=set)
+    # For the idle timeout in the middle: the longest idle time after which a pooled
+    # connection was still alive, the server's Keep-Alive timeout, the sockets' keepalive
+    # timers (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT).
+    reused_idle_ms_max: float | None = None
+    keep_alive_timeout_s: float | None = None
+    keepalive_timers: set[tuple[int, int, int]] = field(default_factory=set)
     # Pools made, by where the program made their client or session and with what.
     origins: Counter[tuple[str, int, str, str, str]] = field(default_factory=Counter)
 
@@ -245,6 +251,10 @@ class HostStats(_Examples):
         self.reused += attempt.reused
         self.request_ms += attempt.duration_ms
         self.closed_by_server += attempt.closed_by_server
+        if attempt.reused and attempt.idle_ms is not None:
+            self.reused_idle_ms_max = max(self.reused_idle_ms_max or 0.0, attempt.idle_ms)
+        if attempt.keep_alive_timeout_s is not None:
+            self.keep_alive_timeout_s = attempt.keep_alive_timeout_s
         if attempt.error is not None and (attempt.connection is None or not attempt.request_number):
             self.failed_requests += 1
         for idle in attempt.idle_dropped_ms:
@@ -263,6 +273,8 @@ class HostStats(_Examples):
         self.tls_ms_all += setup.tls_ms
         if setup.keepalive is not None:
             self.keepalive.add(setup.keepalive)
+        if setup.keepalive_timers is not None:
+            self.keepalive_timers.add(setup.keepalive_timers)
         if not setup.ok:
             self.failed_connects += 1
             return

@@ -64,7 +64,12 @@ def _client_recreated(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     )
     advice = advice_for(A.FINDING_CLIENT_RECREATED, h.library, setup=_duration(setup_ms))
     evidence = {"connections": count, "pools": pools, "setup_ms": round_ms(setup_ms)}
-    return h.target, summary, advice, {**evidence, "requests": h.requests, "origins": h.origins_list()}
+    return (
+        h.target,
+        summary,
+        advice,
+        {**evidence, "requests": h.requests, "origins": h.origins_list()},
+    )
 
 
 def _made_where(h: HostStats) -> str:
@@ -79,7 +84,9 @@ def _made_where(h: HostStats) -> str:
         REQUESTS: "requests Session",
         URLLIB3: "urllib3 pool",
     }.get(origin.library, f"{service} client" if service else "client")
-    how_often = "on every call" if h.calls and made >= h.calls else f"again and again ({made} times)"
+    how_often = (
+        "on every call" if h.calls and made >= h.calls else f"again and again ({made} times)"
+    )
     return f"a new {what} is created {how_often} at {origin.where()}"
 
 
@@ -275,6 +282,82 @@ def _not_idempotent(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
     return o.label, summary, advice, evidence
 
 
+def _idle_bound(h: HostStats) -> str:
+    """What the idle times say of the timeout in the middle, in words."""
+    dropped = h.idle_ms_min or 0.0
+    reused = h.reused_idle_ms_max
+    if reused is None:
+        bound = (
+            f"connections idle {_duration(dropped)} or longer were dropped; none was reused "
+            "after an idle time"
+        )
+    elif reused < dropped:
+        bound = (
+            f"connections idle longer than about {_duration((reused + dropped) / 2)} are "
+            f"dropped: idle {_duration(dropped)} or longer were found dropped, idle up to "
+            f"{_duration(reused)} were reused"
+        )
+    else:
+        bound = (
+            f"drops do not follow idle time alone: idle up to {_duration(reused)} were reused, "
+            f"yet some were dropped after {_duration(dropped)}"
+        )
+    if h.keep_alive_timeout_s is not None:
+        bound += f"; the server announces Keep-Alive: timeout={h.keep_alive_timeout_s:g}"
+    return bound
+
+
+def _keepalive_in_effect(h: HostStats, limit_s: float) -> str:
+    if h.keepalive == {False}:
+        return "SO_KEEPALIVE is off on these sockets: nothing is sent on an idle connection."
+    if len(h.keepalive_timers) != 1:
+        return "The sockets' keepalive settings vary or are not known."
+    [(idle, interval, count)] = h.keepalive_timers
+    timers = f"TCP_KEEPIDLE={idle} s, TCP_KEEPINTVL={interval} s, TCP_KEEPCNT={count}"
+    if idle >= limit_s:
+        return (
+            f"SO_KEEPALIVE is on ({timers}), but the first probe goes out after {idle} s idle, "
+            "too late to keep these connections alive."
+        )
+    return (
+        f"SO_KEEPALIVE is on ({timers}) and probes start before the bound: a NAT or load "
+        "balancer that sees them keeps the connection, but a server that closes idle HTTP "
+        "connections itself closes it all the same."
+    )
+
+
+def _idle_timeout(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    limit_ms = h.idle_ms_min or 0.0
+    if h.keep_alive_timeout_s is not None:
+        limit_ms = min(limit_ms, h.keep_alive_timeout_s * 1000)
+    reused = h.reused_idle_ms_max
+    if reused is not None and reused < limit_ms:
+        limit_ms = (reused + limit_ms) / 2
+    limit_s = limit_ms / 1000
+    summary = (
+        f"Something between the client and {h.target} closes idle connections: "
+        f"{_idle_bound(h)}. {_keepalive_in_effect(h, limit_s)}"
+    )
+    # TCP_KEEPIDLE counts whole seconds, from 1.
+    suggestion = max(1, int(limit_s * 0.8))
+    advice = advice_for(A.FINDING_IDLE_TIMEOUT, h.library, keepidle=suggestion)
+    keepalive = next(iter(h.keepalive)) if len(h.keepalive) == 1 else None
+    timers = next(iter(h.keepalive_timers)) if len(h.keepalive_timers) == 1 else None
+    evidence = {
+        "dropped": h.dropped,
+        "dropped_idle_ms_min": round_ms(h.idle_ms_min or 0.0),
+        "reused_idle_ms_max": None if reused is None else round_ms(reused),
+        "keep_alive_timeout_s": h.keep_alive_timeout_s,
+        "inferred_timeout_ms": round_ms(limit_ms),
+        "socket_keepalive": keepalive,
+        "keepalive_idle_s": None if timers is None else timers[0],
+        "keepalive_interval_s": None if timers is None else timers[1],
+        "keepalive_count": None if timers is None else timers[2],
+        "suggested_keepalive_idle_s": suggestion,
+    }
+    return h.target, summary, advice, evidence
+
+
 HOST_RULES: tuple[Rule[HostStats], ...] = (
     Rule(
         A.FINDING_CLIENT_RECREATED,
@@ -327,6 +410,15 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
             f"{_duration(max(a.idle_dropped_ms, default=0.0))} idle: opened a new one"
         ),
         describe=_idle_dropped,
+    ),
+    Rule(
+        A.FINDING_IDLE_TIMEOUT,
+        A.SEVERITY_INFO,
+        "idle timeout between client and server",
+        concerns=lambda a: bool(a.idle_dropped_ms),
+        active=lambda h: h.dropped > 0,
+        event=lambda a, h: f"idle timeout in the middle: {_idle_bound(h)}",
+        describe=_idle_timeout,
     ),
     Rule(
         A.FINDING_REPEATED_DNS,

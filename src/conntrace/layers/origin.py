@@ -58,7 +58,9 @@ def find(frame: FrameType | None, default_library: str = URLLIB3) -> Origin | No
             code = frame.f_code
             if package == AWSCLI:
                 library = AWSCLI
-            return Origin(code.co_filename, frame.f_lineno, code.co_name, library or default_library)
+            return Origin(
+                code.co_filename, frame.f_lineno, code.co_name, library or default_library
+            )
         if known:
             library = known
         frame = frame.f_back

@@ -321,6 +321,23 @@ class _Exchange:
         if closed_by_server:
             attempt.closed_by_server = True
             attempt.events.append(Event(A.EVENT_SERVER_CLOSED, {A.CONNECTION_ID: record.id or 0}))
+        headers = getattr(response, "headers", None)
+        if headers is not None:
+            attempt.keep_alive_timeout_s = _keep_alive_timeout(headers.get("Keep-Alive"))
+
+
+def _keep_alive_timeout(value: str | None) -> float | None:
+    """The ``timeout`` of a ``Keep-Alive: timeout=5, max=100`` header, in seconds."""
+    if not value:
+        return None
+    for part in value.split(","):
+        name, _, number = part.partition("=")
+        if name.strip().lower() == "timeout":
+            try:
+                return float(number.strip())
+            except ValueError:
+                return None
+    return None
 
 
 def _start_exchange(instance: Any, args: tuple, kwargs: dict) -> _Exchange:
