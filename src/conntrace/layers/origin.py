@@ -65,8 +65,3 @@ def find(frame: FrameType | None, default_library: str = URLLIB3) -> Origin | No
             library = known
         frame = frame.f_back
     return None
-
-
-def here(skip: int = 1) -> Origin | None:
-    """The origin of the caller of the function that calls this one (``skip`` frames up)."""
-    return find(sys._getframe(skip + 1))
