@@ -292,7 +292,17 @@ def _host_lines(stats: HostStats, style: Style) -> list[str]:
         f"{phases} = {format_ms(setup_ms, COLUMN)}, "
         f"{share:.0%} of {format_ms(stats.request_ms, COLUMN)} in requests"
     )
-    return [sep.join(first), style.paint(reuse, "green" if ratio >= 0.5 else "yellow"), setup]
+    lines = [sep.join(first), style.paint(reuse, "green" if ratio >= 0.5 else "yellow"), setup]
+    top = stats.top_origin
+    if top is not None:
+        origin, service, pools = top
+        what = f"{service} client" if service else f"{origin.library} pool"
+        more = len(stats.origins) - 1
+        lines.append(
+            f"{what} made at {origin.where()} ({pools} {'pool' if pools == 1 else 'pools'})"
+            + (f" and {more} more places" if more else "")
+        )
+    return lines
 
 
 # --- the view ------------------------------------------------------------------------------------

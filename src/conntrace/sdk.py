@@ -633,7 +633,9 @@ def _console_view(config: Config, diagnosis: Diagnosis) -> ConsoleView | None:
     from .console import ConsoleView
 
     view = ConsoleView(
-        sys.stderr, color=config.color, title=config.program or config.service_name,
+        sys.stderr,
+        color=config.color,
+        title=config.program or config.service_name,
         diagnosis=diagnosis,
     )
     ledger.add_sink(view)

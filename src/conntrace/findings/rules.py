@@ -7,6 +7,7 @@ attempt (``event``) and the finding for the whole process (``describe``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
@@ -238,6 +239,20 @@ def _retry_time(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
     return o.label, summary, advice, evidence
 
 
+def _timeouts(settings: Mapping[str, Any], library: str) -> str:
+    """The timeouts left at botocore's default, named as such, and those the program set:
+    "botocore's default read_timeout=60 s (connect_timeout=1 s set)"."""
+    names = ("--cli-connect-timeout", "--cli-read-timeout") if library == AWSCLI else (
+        "connect_timeout", "read_timeout"
+    )  # fmt: skip
+    default, chosen = [], []
+    for name, key in zip(names, (A.AWS_CONNECT_TIMEOUT, A.AWS_READ_TIMEOUT)):
+        value = float(settings.get(key, BOTOCORE_DEFAULT_TIMEOUT_S))
+        (default if value == BOTOCORE_DEFAULT_TIMEOUT_S else chosen).append(f"{name}={value:g} s")
+    words = f"botocore's default {' and '.join(default)}"
+    return words + (f" ({', '.join(chosen)} set)" if chosen else "")
+
+
 def _default_timeouts(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
     connect = float(o.settings.get(A.AWS_CONNECT_TIMEOUT, BOTOCORE_DEFAULT_TIMEOUT_S))
     read = float(o.settings.get(A.AWS_READ_TIMEOUT, BOTOCORE_DEFAULT_TIMEOUT_S))
@@ -247,10 +262,9 @@ def _default_timeouts(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]
     typical = o.ok_ms / o.ok_attempts if o.ok_attempts else None
     usually = f"usually takes {_duration(typical)}" if typical is not None else "has not succeeded"
     summary = (
-        f"{o.problems_on_defaults} attempts of {o.label} failed or were retried on botocore's "
-        f"default timeouts (connect_timeout={connect:g} s, read_timeout={read:g} s) with "
-        f"retries '{mode}' allowing {attempts} attempts: a call that {usually} can wait up "
-        f"to {_duration(worst * 1000)} before it fails."
+        f"{o.problems_on_defaults} attempts of {o.label} failed or were retried on "
+        f"{_timeouts(o.settings, o.library)} with retries '{mode}' allowing {attempts} attempts: "
+        f"a call that {usually} can wait up to {_duration(worst * 1000)} before it fails."
     )
     advice = advice_for(A.FINDING_DEFAULT_TIMEOUTS, o.library)
     evidence = {
@@ -471,9 +485,8 @@ OPERATION_RULES: tuple[Rule[OperationStats], ...] = (
         concerns=lambda a: (failed(a) or a.resend > 0) and on_default_timeouts(a),
         active=lambda o: o.problems_on_defaults > 0,
         event=lambda a, o: (
-            "this call failed or was retried on botocore's default timeouts (connect "
-            f"{a.settings.get(A.AWS_CONNECT_TIMEOUT)} s, read {a.settings.get(A.AWS_READ_TIMEOUT)} "
-            f"s) with up to {a.settings.get(A.AWS_MAX_ATTEMPTS, 1)} attempts"
+            f"this call failed or was retried on {_timeouts(a.settings, a.pool.library)} with up "
+            f"to {a.settings.get(A.AWS_MAX_ATTEMPTS, 1)} attempts"
         ),
         describe=_default_timeouts,
     ),

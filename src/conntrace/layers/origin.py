@@ -4,7 +4,9 @@ frame, once per client or pool; no source lines are read).
 
 The library is the one the program called there: the traced library frame nearest to that
 first outside frame (``boto3`` counts as botocore). The AWS CLI has no program code of its
-own above it: its frames are the origin, and the library is ``awscli``.
+own above it: its frames are the origin, and the library is ``awscli``. (Recent AWS CLI
+releases carry their own botocore under ``awscli/`` and import it as ``botocore``: its
+frames count as botocore's by their module name.)
 """
 
 from __future__ import annotations
