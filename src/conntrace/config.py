@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import unquote, unquote_plus, urlsplit
 
@@ -65,8 +65,9 @@ class Config:
     # Query keys (lower case) whose values url.full keeps; every other value is redacted.
     keep_query_values: tuple[str, ...] = ()
     # This process's own program ("" when not known): the label of its summary. A child
-    # process inherits its parent's service name, not its program.
-    program: str = ""
+    # process inherits its parent's service name, not its program. A label, not a setting:
+    # two configs that differ only there do the same.
+    program: str = field(default="", compare=False)
 
     @property
     def console_view(self) -> bool:

@@ -245,7 +245,8 @@ def _timeouts(settings: Mapping[str, Any], library: str) -> str:
     names = ("--cli-connect-timeout", "--cli-read-timeout") if library == AWSCLI else (
         "connect_timeout", "read_timeout"
     )  # fmt: skip
-    default, chosen = [], []
+    default: list[str] = []
+    chosen: list[str] = []
     for name, key in zip(names, (A.AWS_CONNECT_TIMEOUT, A.AWS_READ_TIMEOUT)):
         value = float(settings.get(key, BOTOCORE_DEFAULT_TIMEOUT_S))
         (default if value == BOTOCORE_DEFAULT_TIMEOUT_S else chosen).append(f"{name}={value:g} s")

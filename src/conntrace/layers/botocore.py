@@ -125,7 +125,7 @@ def _max_attempts(client: Any, retries: dict[str, Any], mode: str) -> int | None
 # a POST, so the HTTP method says nothing there).
 _READS = (
     "Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Select", "Search",
-    "Lookup", "Check", "Validate", "Estimate", "Simulate", "Preview", "Test",
+    "Lookup", "Check", "Validate", "Estimate", "Simulate", "Preview",
 )  # fmt: skip
 # Request parameters that make a write safe to repeat: a DynamoDB condition rejects the
 # second run of a conditional write; an SQS FIFO queue drops a repeated deduplication id.
