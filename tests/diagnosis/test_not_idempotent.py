@@ -46,11 +46,11 @@ def client(url: str, **config: Any) -> Any:
 
 def test_a_put_item_sent_again_after_a_read_timeout_is_found(diagnosed: Diagnosed, server):
     local = server(respond=first_answer_late(0.8))
-    client(local.url).put_item(TableName="t", Item=ITEM)
+    client(local.url).put_item(TableName="table", Item=ITEM)
 
     # The server got the PutItem twice: it may have written the item twice.
     targets = [json.loads(r.body)["TableName"] for r in local.requests]
-    assert targets == ["t", "t"]
+    assert targets == ["table", "table"]
     finding = diagnosed.finding(A.FINDING_NOT_IDEMPOTENT)
     assert finding.severity == A.SEVERITY_WARNING
     assert finding.target == "DynamoDB.PutItem"
@@ -73,7 +73,7 @@ def test_a_put_item_sent_again_after_a_read_timeout_is_found(diagnosed: Diagnose
 
 def test_a_retried_get_item_is_not_a_finding(diagnosed: Diagnosed, server):
     local = server(respond=first_answer_late(0.8))
-    client(local.url).get_item(TableName="t", Key=ITEM)
+    client(local.url).get_item(TableName="table", Key=ITEM)
 
     assert len(local.requests) == 2
     assert A.FINDING_RETRY_TIME in diagnosed.ids()
@@ -85,7 +85,7 @@ def test_a_retried_get_item_is_not_a_finding(diagnosed: Diagnosed, server):
 def test_a_conditional_put_item_is_not_a_finding(diagnosed: Diagnosed, server):
     local = server(respond=first_answer_late(0.8))
     client(local.url).put_item(
-        TableName="t", Item=ITEM, ConditionExpression="attribute_not_exists(pk)"
+        TableName="table", Item=ITEM, ConditionExpression="attribute_not_exists(pk)"
     )
 
     assert len(local.requests) == 2
@@ -98,7 +98,7 @@ def test_a_put_item_retried_after_a_refused_connection_is_not_a_finding(diagnose
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(EndpointConnectionError):
-        client(f"http://127.0.0.1:{port}").put_item(TableName="t", Item=ITEM)
+        client(f"http://127.0.0.1:{port}").put_item(TableName="table", Item=ITEM)
 
     assert A.FINDING_RETRY_TIME in diagnosed.ids()
     assert A.FINDING_NOT_IDEMPOTENT not in diagnosed.ids()
@@ -111,7 +111,7 @@ def test_a_put_item_that_times_out_without_retries_is_not_a_finding(diagnosed: D
             "dynamodb",
             endpoint_url=local.url,
             config=Config(read_timeout=0.3, retries={"total_max_attempts": 1}),
-        ).put_item(TableName="t", Item=ITEM)
+        ).put_item(TableName="table", Item=ITEM)
 
     assert len(local.requests) == 1
     assert A.FINDING_NOT_IDEMPOTENT not in diagnosed.ids()

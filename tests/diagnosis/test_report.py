@@ -164,7 +164,7 @@ def test_a_report_with_the_new_diagnoses_validates(diagnosed: Diagnosed, server)
 
     from .test_not_idempotent import ITEM, client, first_answer_late
 
-    client(server(respond=first_answer_late(0.8)).url).put_item(TableName="t", Item=ITEM)
+    client(server(respond=first_answer_late(0.8)).url).put_item(TableName="table", Item=ITEM)
     idle = server(idle_timeout=0.3)
     manager = urllib3.PoolManager()
     manager.request("GET", idle.url)
