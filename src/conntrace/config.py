@@ -10,13 +10,14 @@ it execs the program, and the bootstrap reads it at interpreter start.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote, unquote_plus, urlsplit
 
@@ -67,7 +68,7 @@ class Config:
     # This process's own program ("" when not known): the label of its summary. A child
     # process inherits its parent's service name, not its program. A label, not a setting:
     # two configs that differ only there do the same.
-    program: str = field(default="", compare=False)
+    program: str = dataclasses.field(default="", compare=False)
 
     @property
     def console_view(self) -> bool:

@@ -1,17 +1,114 @@
-"""What to change, in the terms of the library the program uses: one table per finding, one
-text per library (``Pool.library``: botocore for boto3 and botocore, awscli, requests,
-urllib3). A rule words its advice with ``advice(finding, library, **values)``; a library the
-table does not name (not known: a pool made before conntrace was on) gets botocore's words,
-the library conntrace is made for.
+"""What to change, in the terms of the library the program uses (``Pool.library``: botocore
+for boto3 and botocore, awscli, requests, urllib3, aiohttp, aiobotocore), in one place.
+
+A rule words its advice with ``advice(finding, library, **values)``: one table per finding,
+one text per library; a library the table does not name gets botocore's words, the library
+conntrace is made for. ``words(library)`` gives the shorter phrases the rules weave into
+their summaries and span events.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import attributes as A
+from ..ledger import AIOBOTOCORE, AIOHTTP, AWSCLI, BOTOCORE, REQUESTS, URLLIB3
 
-BOTOCORE, AWSCLI, REQUESTS, URLLIB3 = "botocore", "awscli", "requests", "urllib3"
+
+@dataclass(frozen=True)
+class Words:
+    """How one library's users change what the host rules find."""
+
+    pool_size: str  # ``{n}``: the suggested size
+    finds_dead: str
+    dns_cache: str
+    dns_event: str
+    idle_settings: str
+
+
+_AIOHTTP_DNS = (
+    "aiohttp caches lookups per connector for TCPConnector(ttl_dns_cache=...) seconds (10 by "
+    "default): a name is looked up again when its entry expired, and every new connector "
+    "starts with an empty cache."
+)
+_AIOHTTP_FULL = (
+    "aiohttp makes a request wait for a free connection once the connector's limit is "
+    "reached, and the wait counts against the request's connect timeout."
+)
+_BOTOCORE_WORDS = Words(
+    pool_size="botocore.config.Config(max_pool_connections={n})",
+    finds_dead="urllib3 found them dead when it took them from the pool",
+    dns_cache=(
+        "Python, urllib3 and botocore keep no DNS cache: every new connection calls "
+        "getaddrinfo again."
+    ),
+    dns_event="Python keeps no DNS cache",
+    idle_settings=(
+        "tcp_keepalive (Config(tcp_keepalive=True), BOTOCORE_TCP_KEEPALIVE=true or "
+        "tcp_keepalive in the shared config file) only sets SO_KEEPALIVE on new sockets: "
+        "the kernel then probes a connection idle for net.ipv4.tcp_keepalive_time (7200 s "
+        "by default on Linux), which keeps a NAT mapping alive only if that time is below "
+        "the NAT's idle timeout. It does not stop a server from closing idle HTTP "
+        "connections, sends nothing while a Lambda environment is frozen, and does not "
+        "change pooling."
+    ),
+)
+_SOCKET_KEEPALIVE = (
+    "SO_KEEPALIVE (socket_options, off by default) makes the kernel probe a connection idle "
+    "for net.ipv4.tcp_keepalive_time (7200 s by default on Linux) unless TCP_KEEPIDLE is set "
+    "lower, which keeps a NAT mapping alive only if that time is below the NAT's idle "
+    "timeout. It does not stop a server from closing idle HTTP connections."
+)
+_WORDS = {
+    BOTOCORE: _BOTOCORE_WORDS,
+    AWSCLI: replace(
+        _BOTOCORE_WORDS,
+        pool_size="max_concurrent_requests = {n} (aws configure set default.s3."
+        "max_concurrent_requests {n})",
+    ),
+    REQUESTS: replace(
+        _BOTOCORE_WORDS,
+        pool_size="requests.adapters.HTTPAdapter(pool_maxsize={n})",
+        dns_cache="Python, urllib3 and requests keep no DNS cache: every new connection calls "
+        "getaddrinfo again.",
+        idle_settings=_SOCKET_KEEPALIVE,
+    ),
+    URLLIB3: replace(
+        _BOTOCORE_WORDS,
+        pool_size="urllib3.PoolManager(maxsize={n})",
+        dns_cache="Python and urllib3 keep no DNS cache: every new connection calls "
+        "getaddrinfo again.",
+        idle_settings=_SOCKET_KEEPALIVE,
+    ),
+    AIOHTTP: Words(
+        pool_size="aiohttp.TCPConnector(limit={n}, limit_per_host={n})",
+        finds_dead="aiohttp found them closed when it took them from the pool",
+        dns_cache=_AIOHTTP_DNS,
+        dns_event="aiohttp's DNS cache (ttl_dns_cache) did not have it",
+        idle_settings=(
+            "aiohttp itself closes connections idle longer than "
+            "TCPConnector(keepalive_timeout=...) (15 s by default): keep that below the "
+            "server's idle timeout, and raise it if your requests come further apart."
+        ),
+    ),
+    AIOBOTOCORE: Words(
+        pool_size="aiobotocore.config.AioConfig(max_pool_connections={n})",
+        finds_dead="aiohttp found them closed when it took them from the pool",
+        dns_cache=_AIOHTTP_DNS,
+        dns_event="aiohttp's DNS cache (ttl_dns_cache) did not have it",
+        idle_settings=(
+            "aiobotocore's connector itself closes connections idle longer than "
+            "AioConfig(connector_args={'keepalive_timeout': ...}) (12 s by default): keep that "
+            "below the server's idle timeout."
+        ),
+    ),
+}
+
+
+def words(library: str) -> Words:
+    return _WORDS.get(library, _BOTOCORE_WORDS)
+
 
 _TABLE: dict[str, dict[str, str]] = {
     A.FINDING_CLIENT_RECREATED: {
@@ -36,6 +133,17 @@ _TABLE: dict[str, dict[str, str]] = {
             "Make one urllib3.PoolManager (or one HTTPConnectionPool per host) and reuse it for "
             "every request; it is thread-safe. Each new pool pays DNS, TCP and TLS again: "
             "{setup} here so far."
+        ),
+        AIOHTTP: (
+            "Create one aiohttp.ClientSession (with its TCPConnector) and reuse it for every "
+            "request; each new session starts with no connections and an empty DNS cache. "
+            "Each new client pays DNS, TCP and TLS again: {setup} here so far."
+        ),
+        AIOBOTOCORE: (
+            "Create the aiobotocore client once (enter session.create_client(...) once for "
+            "the program's life, e.g. with contextlib.AsyncExitStack) and reuse it for every "
+            "call; each new client opens its own aiohttp connector with no connections. Each "
+            "new client pays DNS, TCP and TLS again: {setup} here so far."
         ),
     },
     A.FINDING_POOL_TOO_SMALL: {
@@ -63,6 +171,16 @@ _TABLE: dict[str, dict[str, str]] = {
             "(per host; the default is 1). With "
             "block=False (the default) urllib3 opens an extra connection when the pool is empty "
             "and throws it away afterwards; block=True makes threads wait for a pooled one."
+        ),
+        AIOHTTP: (
+            "Set aiohttp.TCPConnector(limit={suggestion}, limit_per_host={suggestion}) on the "
+            "session these tasks share (the defaults are limit=100 and no limit per host). "
+            + _AIOHTTP_FULL
+        ),
+        AIOBOTOCORE: (
+            "Set aiobotocore.config.AioConfig(max_pool_connections={suggestion}) on the client "
+            "these tasks share (it is the limit of the client's aiohttp connector; the default "
+            "is 10). " + _AIOHTTP_FULL
         ),
     },
     A.FINDING_RETRY_TIME: {
@@ -167,6 +285,17 @@ _TABLE: dict[str, dict[str, str]] = {
             "(SO_KEEPALIVE alone waits 7,200 s on Linux). Probes do not stop a server that "
             "closes idle HTTP connections itself: there, expect one new connection after a "
             "long pause."
+        ),
+        AIOHTTP: (
+            "aiohttp closes connections idle longer than TCPConnector(keepalive_timeout=...) "
+            "(15 s by default) itself: keep that below the bound (e.g. {keepidle} s), so that "
+            "aiohttp retires an idle connection before the middle drops it."
+        ),
+        AIOBOTOCORE: (
+            "aiobotocore's connector closes connections idle longer than "
+            "AioConfig(connector_args={{'keepalive_timeout': ...}}) (12 s by default) itself: "
+            "keep that below the bound (e.g. {keepidle} s), so that it retires an idle "
+            "connection before the middle drops it."
         ),
     },
 }

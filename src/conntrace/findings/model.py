@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from .. import attributes as A
-from ..ledger import Attempt, Origin, Pool
+from ..ledger import URLLIB3, Attempt, Origin, Pool
 
 # Connections opened for these reasons are needed; the others replace one that was lost.
 NEEDED = frozenset({A.REASON_FIRST, A.REASON_POOL_BUSY})
@@ -173,6 +173,10 @@ class HostStats(_Examples):
     pools: int = 0
     pool_max_size: int = 0
     max_concurrency: int = 0
+    waited: int = 0
+    wait_ms_max: float = 0.0
+    # Whose pools these are (ledger.Pool.library): the advice uses its settings.
+    library: str = URLLIB3
     discarded: int = 0
     closed_by_server: int = 0
     dropped: int = 0
@@ -188,6 +192,10 @@ class HostStats(_Examples):
     keepalive_timers: set[tuple[int, int, int]] = field(default_factory=set)
     # Pools made, by where the program made their client or session and with what.
     origins: Counter[tuple[str, int, str, str, str]] = field(default_factory=Counter)
+    # The proxy the requests went through (the last one seen), and what its CONNECT
+    # exchanges cost: part of each tunnel's setup.
+    proxy: tuple[str, int] | None = None
+    proxy_ms_all: float = 0.0
 
     @property
     def target(self) -> str:
@@ -198,14 +206,6 @@ class HostStats(_Examples):
         self.pool_max_size = max(self.pool_max_size, pool.max_size)
         if pool.origin is not None:
             self.origins[(*pool.origin.key, pool.service)] += 1
-
-    @property
-    def library(self) -> str:
-        """The library most of this host's pools were made with ("" when not known)."""
-        counts: Counter[str] = Counter()
-        for (_file, _line, _function, library, _service), pools in self.origins.items():
-            counts[library] += pools
-        return counts.most_common(1)[0][0] if counts else ""
 
     @property
     def top_origin(self) -> tuple[Origin, str, int] | None:
@@ -229,14 +229,19 @@ class HostStats(_Examples):
         ]
 
     @property
+    def dns_name(self) -> str:
+        """The name each new connection looks up: the proxy's, for requests through one."""
+        return self.proxy[0] if self.proxy is not None else self.host
+
+    @property
     def pools_seen(self) -> int:
         """Pools made for this server: events count the second and later ones."""
         return max(self.pools, 1 if self.requests else 0)
 
     @property
     def setup_ms_all(self) -> float:
-        """DNS, TCP and TLS of every connection opened, whatever the reason."""
-        return self.dns_ms + self.tcp_ms_all + self.tls_ms_all
+        """DNS, TCP, a proxy's CONNECT and TLS of every connection opened, whatever the reason."""
+        return self.dns_ms + self.tcp_ms_all + self.proxy_ms_all + self.tls_ms_all
 
     @property
     def replaced(self) -> int:
@@ -247,6 +252,10 @@ class HostStats(_Examples):
         return sum(ms for reason, ms in self.setup_ms.items() if reason not in NEEDED)
 
     def add(self, attempt: Attempt) -> None:
+        self.library = attempt.pool.library
+        if attempt.waited:
+            self.waited += 1
+            self.wait_ms_max = max(self.wait_ms_max, attempt.wait_ms or 0.0)
         self.requests += 1
         self.reused += attempt.reused
         self.request_ms += attempt.duration_ms
@@ -255,6 +264,11 @@ class HostStats(_Examples):
             self.reused_idle_ms_max = max(self.reused_idle_ms_max or 0.0, attempt.idle_ms)
         if attempt.keep_alive_timeout_s is not None:
             self.keep_alive_timeout_s = attempt.keep_alive_timeout_s
+        if attempt.proxy is not None:
+            self.proxy = attempt.proxy
+            # A forwarding proxy's pool serves many servers: its facts are the proxy's, and
+            # each server sees the pool through its requests.
+            self.pool_max_size = max(self.pool_max_size, attempt.pool.max_size)
         if attempt.error is not None and (attempt.connection is None or not attempt.request_number):
             self.failed_requests += 1
         for idle in attempt.idle_dropped_ms:
@@ -271,6 +285,7 @@ class HostStats(_Examples):
         self.dns_ms_max = max(self.dns_ms_max, setup.dns_ms)
         self.tcp_ms_all += setup.tcp_ms
         self.tls_ms_all += setup.tls_ms
+        self.proxy_ms_all += setup.proxy_ms
         if setup.keepalive is not None:
             self.keepalive.add(setup.keepalive)
         if setup.keepalive_timers is not None:
@@ -304,6 +319,16 @@ class HostStats(_Examples):
             "closed_by_server": self.closed_by_server,
             "dropped_idle": self.dropped,
             "origins": self.origins_list(),
+            **self._proxy_dict(),
+        }
+
+    def _proxy_dict(self) -> dict[str, Any]:
+        if self.proxy is None:
+            return {}
+        return {
+            "proxy_address": self.proxy[0],
+            "proxy_port": self.proxy[1],
+            "proxy_ms": round_ms(self.proxy_ms_all),
         }
 
 
@@ -323,7 +348,7 @@ class OperationStats(_Examples):
     settings: Mapping[str, Any] = field(default_factory=dict)
     ok_attempts: int = 0
     ok_ms: float = 0.0
-    library: str = ""
+    library: str = URLLIB3
     # Retries of a call that is not idempotent, after an attempt that may have run.
     resent_unsafe: int = 0
     resent_unsafe_calls: int = 0
@@ -332,8 +357,7 @@ class OperationStats(_Examples):
     def add(self, attempt: Attempt) -> None:
         if attempt.settings:
             self.settings = attempt.settings
-        if attempt.pool.library:
-            self.library = attempt.pool.library
+        self.library = attempt.pool.library
         if attempt.resend == 0:
             self.calls += 1
         else:

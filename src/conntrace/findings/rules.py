@@ -13,9 +13,9 @@ from typing import Any, Callable, Generic, TypeVar
 
 from .. import attributes as A
 from .._durations import PROSE, format_ms
-from ..ledger import Attempt
-from .advice import AWSCLI, REQUESTS, URLLIB3
+from ..ledger import AWSCLI, REQUESTS, URLLIB3, Attempt
 from .advice import advice as advice_for
+from .advice import words
 from .model import (
     BOTOCORE_DEFAULT_TIMEOUT_S,
     NEEDED,
@@ -100,11 +100,22 @@ def _pool_too_small(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     suggestion = _pool_suggestion(h)
     summary = (
         f"Up to {h.max_concurrency} requests to {h.target} ran at once, but its pool keeps "
-        f"{h.pool_max_size} connections: {h.discarded} connections were discarded when they "
-        f"came back to a full pool, and {again} were opened again to replace them."
+        f"{h.pool_max_size} connections: "
     )
+    if h.discarded or again:
+        summary += (
+            f"{h.discarded} connections were discarded when they came back to a full pool, "
+            f"and {again} were opened again to replace them."
+        )
+    else:
+        summary += (
+            f"{h.waited} requests waited for a connection to come back to the pool (the "
+            f"longest {_duration(h.wait_ms_max)})."
+        )
     advice = advice_for(A.FINDING_POOL_TOO_SMALL, h.library, suggestion=suggestion)
     evidence = {
+        "waited": h.waited,
+        "wait_ms_max": round_ms(h.wait_ms_max),
         "max_concurrency": h.max_concurrency,
         "pool_max_size": h.pool_max_size,
         "discarded": h.discarded,
@@ -141,22 +152,16 @@ def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     keepalive = next(iter(h.keepalive)) if len(h.keepalive) == 1 else None
     summary = (
         f"{h.dropped} pooled connections to {h.target} had been closed by the peer while idle "
-        f"({_idle_range(h)}); urllib3 found them dead when it took them from the pool and "
-        f"opened {h.opened[A.REASON_STALE]} new ones."
+        f"({_idle_range(h)}); {words(h.library).finds_dead} and opened "
+        f"{h.opened[A.REASON_STALE]} new ones."
     )
     keepalive_seen = {True: "was on", False: "was off", None: "varied"}[keepalive]
     advice = (
         "Something closes idle connections before the next call comes: the server's idle "
         "timeout, a load balancer, a NAT gateway (AWS NAT gateways drop connections idle for "
         "350 s) or a Lambda freeze between invocations. After long pauses this is expected "
-        "and costs one new connection. tcp_keepalive (Config(tcp_keepalive=True), "
-        "BOTOCORE_TCP_KEEPALIVE=true or tcp_keepalive in the shared config file) only sets "
-        "SO_KEEPALIVE on new sockets: the kernel then probes a connection idle for "
-        "net.ipv4.tcp_keepalive_time (7200 s by default on Linux), which keeps a NAT mapping "
-        "alive only if that time is below the NAT's idle timeout. It does not stop a server "
-        "from closing idle HTTP connections, sends nothing while a Lambda environment is "
-        f"frozen, and does not change pooling. SO_KEEPALIVE {keepalive_seen} on these "
-        "connections."
+        f"and costs one new connection. {words(h.library).idle_settings} SO_KEEPALIVE "
+        f"{keepalive_seen} on these connections."
     )
     evidence = {
         "dropped": h.dropped,
@@ -171,15 +176,14 @@ def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
 
 def _repeated_dns(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     summary = (
-        f"{h.host} was looked up {h.dns_lookups} times ({_duration(h.dns_ms)} in all, slowest "
+        f"{h.dns_name} was looked up {h.dns_lookups} times ({_duration(h.dns_ms)} in all, slowest "
         f"{_duration(h.dns_ms_max)}); {h.dns_repeated} of them for connections that replaced "
         "one that was lost."
     )
     advice = (
-        "Python, urllib3 and botocore keep no DNS cache: every new connection calls "
-        "getaddrinfo again. Remove what forces the new connections (see the other findings "
-        "for this host); where new connections cannot be avoided, a caching resolver on the "
-        "machine (systemd-resolved, nscd or dnsmasq) answers repeated lookups locally."
+        f"{words(h.library).dns_cache} Remove what forces the new connections (see the other "
+        "findings for this host); where new connections cannot be avoided, a caching resolver "
+        "on the machine (systemd-resolved, nscd or dnsmasq) answers repeated lookups locally."
     )
     evidence = {
         "lookups": h.dns_lookups,
@@ -390,12 +394,11 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         A.FINDING_POOL_TOO_SMALL,
         A.SEVERITY_WARNING,
         "connection pool smaller than concurrency",
-        concerns=lambda a: a.reason in (A.REASON_POOL_BUSY, A.REASON_POOL_DISCARDED),
-        active=lambda h: h.discarded > 0 or h.opened[A.REASON_POOL_DISCARDED] > 0,
+        concerns=lambda a: a.reason in (A.REASON_POOL_BUSY, A.REASON_POOL_DISCARDED) or a.waited,
+        active=lambda h: h.discarded > 0 or h.opened[A.REASON_POOL_DISCARDED] > 0 or h.waited > 0,
         event=lambda a, h: (
-            f"opened because every pooled connection was in use ({a.reason}); up to "
-            f"{h.max_concurrency} requests at once for {h.pool_max_size} pooled connections: "
-            f"a pool of {_pool_suggestion(h)} would keep them"
+            f"{_in_use(a)}; up to {h.max_concurrency} requests at once for {h.pool_max_size} "
+            f"pooled connections: set {words(h.library).pool_size.format(n=_pool_suggestion(h))}"
         ),
         describe=_pool_too_small,
     ),
@@ -442,8 +445,8 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         concerns=lambda a: replaced(a) and a.setup is not None and a.setup.dns_lookups > 0,
         active=lambda h: h.dns_repeated >= REPEATED_DNS_MIN,
         event=lambda a, h: (
-            f"{h.host} looked up again ({_duration(a.setup.dns_ms if a.setup else 0.0)}) for a "
-            f"connection opened because of {a.reason}; Python keeps no DNS cache"
+            f"{h.dns_name} looked up again ({_duration(a.setup.dns_ms if a.setup else 0.0)}) for a "
+            f"connection opened because of {a.reason}; {words(h.library).dns_event}"
         ),
         describe=_repeated_dns,
     ),
@@ -517,6 +520,12 @@ def fire(rules: tuple[Rule[Any], ...], attempt: Attempt, stats: Any) -> list[tup
         if rule.active(stats):
             fired.append((rule.id, rule.severity, rule.event(attempt, stats)))
     return fired
+
+
+def _in_use(a: Attempt) -> str:
+    if a.waited and a.reason is None:
+        return f"waited {_duration(a.wait_ms or 0.0)} because every pooled connection was in use"
+    return f"opened because every pooled connection was in use ({a.reason})"
 
 
 def _duration(ms: float) -> str:

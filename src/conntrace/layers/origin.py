@@ -16,9 +16,7 @@ import sys
 import sysconfig
 from types import FrameType
 
-from ..ledger import Origin
-
-BOTOCORE, AWSCLI, REQUESTS, URLLIB3 = "botocore", "awscli", "requests", "urllib3"
+from ..ledger import AWSCLI, BOTOCORE, REQUESTS, URLLIB3, Origin
 
 # Top-level packages that are not the program: the library each one stands for, or "" for
 # those that only carry the call (conntrace itself, its patching, the standard library).

@@ -36,6 +36,7 @@ from .. import _runtime, ledger
 from .. import attributes as A
 from .._context import current_attempt, current_call, current_setup
 from ..ledger import (
+    BOTOCORE,
     BROKEN,
     DISCARDED,
     KEPT,
@@ -48,6 +49,7 @@ from ..ledger import (
     Setup,
 )
 from . import origin as origins
+from .proxy import proxy_of, replaced_tunnel, setup_server, target_of
 
 if TYPE_CHECKING:
     from .._patching import Patcher
@@ -81,7 +83,12 @@ def pool_of(pool: PoolLike) -> Pool:
 
 def _new_pool(pool: PoolLike) -> Pool:
     queue = getattr(pool, "pool", None)
-    record = Pool(pool.scheme, pool.host, pool.port, getattr(queue, "maxsize", 0) or 0)
+    record = Pool(
+        pool.scheme, pool.host, pool.port, getattr(queue, "maxsize", 0) or 0, proxy_of(pool)
+    )
+    # A pool made before conntrace was switched on may have made connections already: its
+    # next new one is then not its first.
+    record.objects = getattr(pool, "num_connections", 0) or 0
     pool._conntrace_pool = record  # type: ignore[attr-defined]
     return record
 
@@ -161,12 +168,13 @@ class _PoolCreation:
         call = current_call.get()
         if call is not None and call.is_api:
             record.service = str(call.settings.get(A.RPC_SERVICE, ""))
+        # The library the program made it with words the advice; a pool of an API call whose
+        # client is of unknown origin is botocore's.
+        if self.origin is not None:
+            record.library = self.origin.library
+        elif record.service:
+            record.library = BOTOCORE
         ledger.pool_created(record)
-        if record.number > 1:
-            ledger.place_event(
-                Event(A.EVENT_POOL_CREATED, _server(record, {A.POOL_COUNT: record.number})),
-                record,
-            )
 
 
 def _start_pool_creation(instance: Any, args: tuple, kwargs: dict) -> _PoolCreation:
@@ -213,6 +221,8 @@ def _start_urlopen(instance: Any, args: tuple, kwargs: dict) -> _Urlopen:
     method = args[0] if args else kwargs.get("method", "GET")
     url = args[1] if len(args) > 1 else kwargs.get("url", "/")
     pool = pool_of(instance)
+    # Forwarded through a proxy, the request's absolute URL names its server.
+    server = target_of(url) if pool.proxy is not None and "://" in url else None
     previous = current_attempt.get()
     own_call = None
     if previous is not None and previous.pool is pool and not previous.ended:
@@ -223,9 +233,12 @@ def _start_urlopen(instance: Any, args: tuple, kwargs: dict) -> _Urlopen:
     else:
         call = current_call.get()  # type: ignore[assignment]
         if call is None:
-            call = own_call = Call(f"{pool.host}:{pool.port}", {})
+            host, port = server or pool.server
+            call = own_call = Call(f"{host}:{port}", {})
             ledger.call_started(call)
     attempt = Attempt(call, pool, method, url)
+    if server is not None:
+        attempt.server = server
     call.attempts.append(attempt)
     call.attempt_started(attempt)
     if pool.pending:
@@ -247,6 +260,7 @@ class _Checkout:
 
     def finish(self, conn: Any, error: BaseException | None) -> None:
         if error is not None:
+            replaced_tunnel()
             return
         now = time.time_ns()
         pool = pool_of(self.pool)
@@ -258,20 +272,27 @@ class _Checkout:
             if self.started:
                 attempt.wait_ms = _ms(now - self.started)
         if conn.sock is not None:
+            # Open, but its setup never seen: made before conntrace was switched on (the
+            # exporter's own connections, set up while suppressed, are not the program's).
+            if not connection.connected_once and not _runtime.suppressed():
+                ledger.connection_found(connection)
             if attempt is not None:
                 attempt.reused = True
                 if connection.released_ns is not None:
                     attempt.idle_ms = _ms(now - connection.released_ns)
             return
-        if connection.connected_once:
-            reason = connection.reason_for_reconnect()
+        # urllib3 1.26 replaces the object of a tunnel whose socket is gone with a new one:
+        # the new object carries on for the connection the old one carried.
+        previous = connection if connection.connected_once else replaced_tunnel()
+        if previous is not None:
+            reason = previous.reason_for_reconnect()
             if reason == A.REASON_STALE and attempt is not None:
-                idle = _ms(now - connection.released_ns) if connection.released_ns else 0.0
+                idle = _ms(now - previous.released_ns) if previous.released_ns else 0.0
                 attempt.idle_dropped_ms.append(idle)
                 attempt.events.append(
                     Event(
                         A.EVENT_CONNECTION_DROPPED,
-                        {A.CONNECTION_ID: connection.id or 0, A.CONNECTION_IDLE_MS: idle},
+                        {A.CONNECTION_ID: previous.id or 0, A.CONNECTION_IDLE_MS: idle},
                     )
                 )
         else:
@@ -317,7 +338,8 @@ class _Exchange:
         attempt.end_ns = now
         if record.id is not None:
             attempt.request_number = record.requests
-            attempt.age_ms = _ms(now - record.opened_ns)
+            if record.setup_seen:
+                attempt.age_ms = _ms(now - record.opened_ns)
         if closed_by_server:
             attempt.closed_by_server = True
             attempt.events.append(Event(A.EVENT_SERVER_CLOSED, {A.CONNECTION_ID: record.id or 0}))
@@ -397,15 +419,19 @@ class _Setup:
         )
         connection.pending_reason = None
         pool = connection.pool
-        port = conn.port or ledger.default_port(getattr(conn, "scheme", "http"))
+        attempt = current_attempt.get()
+        mine = attempt is not None and attempt.connection is connection
+        if mine:
+            (host, port), proxy = attempt.server, attempt.proxy  # type: ignore[union-attr]
+        else:
+            host, port, proxy = setup_server(conn, pool)
         setup = self.setup = Setup(
-            conn.host, port, reason, pool.max_size if pool else 0, time.time_ns()
+            host, port, reason, pool.max_size if pool else 0, time.time_ns(), proxy
         )
         if pool is not None:
             setup.origin = pool.origin
-        attempt = current_attempt.get()
-        if attempt is not None and attempt.connection is connection:
-            attempt.setup = setup
+        if mine:
+            attempt.setup = setup  # type: ignore[union-attr]
         self.token = current_setup.set(setup)
 
     def finish(self, result: Any, error: BaseException | None) -> None:
