@@ -81,11 +81,21 @@ def pool_of(pool: PoolLike) -> Pool:
     return record
 
 
-def _new_pool(pool: PoolLike) -> Pool:
+def _new_pool(pool: PoolLike, origin: Origin | None = None) -> Pool:
     queue = getattr(pool, "pool", None)
     record = Pool(
         pool.scheme, pool.host, pool.port, getattr(queue, "maxsize", 0) or 0, proxy_of(pool)
     )
+    record.origin = origin
+    call = current_call.get()
+    if call is not None and call.is_api:
+        record.service = str(call.settings.get(A.RPC_SERVICE, ""))
+    # The library the program made it with words the advice; a pool of an API call whose
+    # client is of unknown origin is botocore's.
+    if origin is not None:
+        record.library = origin.library
+    elif record.service:
+        record.library = BOTOCORE
     # A pool made before conntrace was switched on may have made connections already: its
     # next new one is then not its first.
     record.objects = getattr(pool, "num_connections", 0) or 0
@@ -163,18 +173,7 @@ class _PoolCreation:
     def finish(self, result: Any, error: BaseException | None) -> None:
         if error is not None:
             return
-        record = _new_pool(self.pool)
-        record.origin = self.origin
-        call = current_call.get()
-        if call is not None and call.is_api:
-            record.service = str(call.settings.get(A.RPC_SERVICE, ""))
-        # The library the program made it with words the advice; a pool of an API call whose
-        # client is of unknown origin is botocore's.
-        if self.origin is not None:
-            record.library = self.origin.library
-        elif record.service:
-            record.library = BOTOCORE
-        ledger.pool_created(record)
+        ledger.pool_created(_new_pool(self.pool, self.origin))
 
 
 def _start_pool_creation(instance: Any, args: tuple, kwargs: dict) -> _PoolCreation:
