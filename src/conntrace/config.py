@@ -10,6 +10,7 @@ it execs the program, and the bootstrap reads it at interpreter start.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -69,6 +70,10 @@ class Config:
     sdk_disabled: bool = False
     # Query keys (lower case) whose values url.full keeps; every other value is redacted.
     keep_query_values: tuple[str, ...] = ()
+    # This process's own program ("" when not known): the label of its summary. A child
+    # process inherits its parent's service name, not its program. A label, not a setting:
+    # two configs that differ only there do the same.
+    program: str = dataclasses.field(default="", compare=False)
 
     @property
     def console_view(self) -> bool:
@@ -389,8 +394,9 @@ def load_config(environ: Mapping[str, str], argv: Sequence[str] | None = None) -
         except ValueError as error:
             log.warning("conntrace: ignoring %s=%r: %s; using the default", env, text, error)
     lambda_function = environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    values["program"] = lambda_function or program_name(_process_argv(argv))
     if "service_name" not in values:
-        values["service_name"] = lambda_function or program_name(_process_argv(argv))
+        values["service_name"] = values["program"]
     if lambda_function and "otlp_protocol" not in values:
         values["otlp_protocol"] = "http/protobuf"
     if values.get("color", "auto") == "auto" and environ.get("NO_COLOR"):

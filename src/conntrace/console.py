@@ -507,11 +507,19 @@ def _host_parts(stats: HostStats, style: Style) -> list[tuple[list[str], tuple[s
     ]
     phases[-1] += f" = {format_ms(setup_ms, COLUMN)}"
     phases.append(f"{share:.0%} of {format_ms(stats.request_ms, COLUMN)} in requests")
-    return [
+    parts: list[tuple[list[str], tuple[str, ...]]] = [
         (first, ("red",) if stats.failed_requests else ()),
         ([reuse], ("green" if ratio >= 0.5 else "yellow",)),
         (phases, ()),
     ]
+    top = stats.top_origin
+    if top is not None:
+        origin, service, pools = top
+        what = f"{service} client" if service else f"{origin.library} pool"
+        more = len(stats.origins) - 1
+        made = f"{what} made at {origin.where()} ({pools} {'pool' if pools == 1 else 'pools'})"
+        parts.append(([made + (f" and {more} more places" if more else "")], ()))
+    return parts
 
 
 # --- the view ------------------------------------------------------------------------------------

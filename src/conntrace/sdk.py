@@ -776,7 +776,7 @@ def _console_view(config: Config, diagnosis: Diagnosis) -> ConsoleView | None:
     view = ConsoleView(
         sys.stderr,
         color=config.color,
-        title=config.service_name,
+        title=config.program or config.service_name,
         diagnosis=diagnosis,
         view=config.view,
     )

@@ -68,9 +68,7 @@ class Diagnosis(BaseSink):
 
     def pool_created(self, pool: Pool) -> None:
         with self._lock:
-            stats = self._host(pool.server)
-            stats.pools = max(stats.pools, pool.number)
-            stats.pool_max_size = max(stats.pool_max_size, pool.max_size)
+            self._host(pool.server).add_pool(pool)
 
     def checked_out(self, pool: Pool) -> None:
         stats = self._hosts.get(pool.server)
