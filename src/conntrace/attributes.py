@@ -35,6 +35,10 @@ RPC_SERVICE = "rpc.service"
 RPC_METHOD = "rpc.method"
 CLOUD_REGION = "cloud.region"
 AWS_REQUEST_ID = "aws.request_id"
+# On a connection setup: where the program made the client or session that owns the pool.
+CODE_FILEPATH = "code.filepath"
+CODE_LINENO = "code.lineno"
+CODE_FUNCTION = "code.function"
 
 RPC_SYSTEM_AWS = "aws-api"
 
@@ -51,6 +55,9 @@ CONNECTION_SETUP_SEEN = "conntrace.connection.setup_seen"
 POOL_WAIT_MS = "conntrace.pool.wait_ms"
 POOL_MAX_SIZE = "conntrace.pool.max_size"
 POOL_COUNT = "conntrace.pool.count"
+# The library the program made the pool's client or session with: botocore, awscli,
+# requests or urllib3.
+POOL_LIBRARY = "conntrace.pool.library"
 
 # --- conntrace: the proxy a request went through -------------------------------------------------
 # The semantic conventions name the server behind a proxy (server.*) and the proxy's socket
@@ -69,6 +76,13 @@ def with_proxy(proxy: tuple[str, int] | None, attributes: dict[str, Any]) -> dic
 # --- conntrace: socket options seen on a new TCP connection --------------------------------------
 SOCKET_KEEPALIVE = "conntrace.socket.keepalive"
 SOCKET_NODELAY = "conntrace.socket.nodelay"
+# The keepalive timers in effect on the socket (getsockopt TCP_KEEPIDLE, TCP_KEEPINTVL,
+# TCP_KEEPCNT; on Linux an unset one reads as net.ipv4.tcp_keepalive_*), where the OS has them.
+SOCKET_KEEPALIVE_IDLE = "conntrace.socket.keepalive_idle_s"
+SOCKET_KEEPALIVE_INTERVAL = "conntrace.socket.keepalive_interval_s"
+SOCKET_KEEPALIVE_COUNT = "conntrace.socket.keepalive_count"
+# The server's ``Keep-Alive: timeout=N`` response header, in seconds.
+HTTP_KEEP_ALIVE_TIMEOUT = "conntrace.http.keep_alive_timeout_s"
 
 # --- conntrace: the botocore client settings that decide latency ---------------------------------
 AWS_ATTEMPTS = "conntrace.aws.attempts"
@@ -78,6 +92,9 @@ AWS_RETRY_MODE = "conntrace.aws.retry_mode"
 AWS_MAX_ATTEMPTS = "conntrace.aws.max_attempts"
 AWS_MAX_POOL_CONNECTIONS = "conntrace.aws.max_pool_connections"
 AWS_TCP_KEEPALIVE = "conntrace.aws.tcp_keepalive"
+# False when running the call twice may do its work twice (findings/rules.py: retried calls
+# that are not idempotent; layers/botocore.py says how it is decided).
+AWS_IDEMPOTENT = "conntrace.aws.idempotent"
 
 # --- span names ----------------------------------------------------------------------------------
 SPAN_CONNECTION_SETUP = "HTTP connection_setup"
@@ -156,6 +173,8 @@ FINDING_REPEATED_DNS = "repeated_dns_lookups"
 FINDING_DEFAULT_TIMEOUTS = "default_timeouts"
 FINDING_RETRY_TIME = "time_lost_to_retries"
 FINDING_SETUP_SHARE = "connection_setup_share"
+FINDING_NOT_IDEMPOTENT = "retried_not_idempotent"
+FINDING_IDLE_TIMEOUT = "idle_timeout"
 
 FINDINGS = (
     FINDING_CLIENT_RECREATED,
@@ -166,4 +185,6 @@ FINDINGS = (
     FINDING_DEFAULT_TIMEOUTS,
     FINDING_RETRY_TIME,
     FINDING_SETUP_SHARE,
+    FINDING_NOT_IDEMPOTENT,
+    FINDING_IDLE_TIMEOUT,
 )

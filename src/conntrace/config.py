@@ -10,6 +10,7 @@ it execs the program, and the bootstrap reads it at interpreter start.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -34,6 +35,7 @@ SAMPLERS = (
     "traceidratio",
 )
 COLORS = ("auto", "always", "never")
+VIEWS = ("summary", "changes", "all")
 
 DEFAULT_PORTS = {"grpc": 4317, "http/protobuf": 4318}
 
@@ -56,6 +58,8 @@ class Config:
     sampler_arg: float | None = None
     console: bool = False
     color: str = "auto"
+    # How much the terminal view prints per call: see VIEWS and the --view setting.
+    view: str = "changes"
     export_timeout: float = 3.0
     # Where to write the JSON report at exit (conntrace.report reads CONNTRACE_REPORT).
     report: str | None = None
@@ -66,6 +70,10 @@ class Config:
     sdk_disabled: bool = False
     # Query keys (lower case) whose values url.full keeps; every other value is redacted.
     keep_query_values: tuple[str, ...] = ()
+    # This process's own program ("" when not known): the label of its summary. A child
+    # process inherits its parent's service name, not its program. A label, not a setting:
+    # two configs that differ only there do the same.
+    program: str = dataclasses.field(default="", compare=False)
 
     @property
     def console_view(self) -> bool:
@@ -345,6 +353,17 @@ SETTINGS: tuple[Setting, ...] = (
         "colours in the terminal view: auto (only on a terminal, not with NO_COLOR), always, never",
         "auto",
     ),
+    Setting(
+        "CONNTRACE_VIEW",
+        "--view",
+        "view",
+        _choice(VIEWS),
+        "LEVEL",
+        "how much the terminal view prints: summary (the end-of-run summary and findings), "
+        "changes (calls that opened a connection, failed, retried or waited; repeats collapsed), "
+        "all (every call)",
+        "changes",
+    ),
 )
 
 # Read like the others, but with no flag of their own in conntrace-run.
@@ -375,8 +394,9 @@ def load_config(environ: Mapping[str, str], argv: Sequence[str] | None = None) -
         except ValueError as error:
             log.warning("conntrace: ignoring %s=%r: %s; using the default", env, text, error)
     lambda_function = environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    values["program"] = lambda_function or program_name(_process_argv(argv))
     if "service_name" not in values:
-        values["service_name"] = lambda_function or program_name(_process_argv(argv))
+        values["service_name"] = values["program"]
     if lambda_function and "otlp_protocol" not in values:
         values["otlp_protocol"] = "http/protobuf"
     if values.get("color", "auto") == "auto" and environ.get("NO_COLOR"):

@@ -40,12 +40,43 @@ POOL_WAIT_MIN_MS = 1.0
 KEPT, DISCARDED, BROKEN = "kept", "discarded", "broken"
 
 
-# The libraries whose pools conntrace records.
+# The libraries whose pools conntrace records, and, for urllib3's, the one the program made
+# them with (``Origin.library``; plain urllib3 when not known).
 URLLIB3, AIOHTTP, AIOBOTOCORE, HTTPX = "urllib3", "aiohttp", "aiobotocore", "httpx"
+BOTOCORE, AWSCLI, REQUESTS = "botocore", "awscli", "requests"
 
 
 def default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
+
+
+class Origin:
+    """Where the program made the client or session that owns a pool: the first frame
+    outside the HTTP and AWS libraries, and which of them it called (``library``)."""
+
+    __slots__ = ("file", "function", "library", "line")
+
+    def __init__(self, file: str, line: int, function: str, library: str) -> None:
+        self.file = file
+        self.line = line
+        self.function = function
+        self.library = library
+
+    @property
+    def key(self) -> tuple[str, int, str, str]:
+        return self.file, self.line, self.function, self.library
+
+    def where(self) -> str:
+        """``handler.py:12 in handle()``: the path relative to the working directory when it
+        lies beneath it."""
+        path = self.file
+        try:
+            relative = os.path.relpath(path)
+        except ValueError:  # another drive, on Windows
+            relative = path
+        if not relative.startswith(os.pardir):
+            path = relative
+        return f"{path}:{self.line} in {self.function}()"
 
 
 class Pool:
@@ -61,11 +92,13 @@ class Pool:
         "max_size",
         "number",
         "objects",
+        "origin",
         "peak",
         "pending",
         "port",
         "proxy",
         "scheme",
+        "service",
     )
 
     def __init__(
@@ -99,6 +132,10 @@ class Pool:
         # Events that happened when no attempt or call of this pool was in progress (a
         # connection discarded after a body read outside urlopen): its next attempt shows them.
         self.pending: list[Event] = []
+        # Where the client or session that owns it was made (None: not seen), and the AWS
+        # service of that client ("" for other libraries).
+        self.origin: Origin | None = None
+        self.service = ""
 
     @property
     def server(self) -> Server:
@@ -194,6 +231,7 @@ class Setup:
         "error",
         "host",
         "max_size",
+        "origin",
         "port",
         "proxy",
         "reason",
@@ -211,6 +249,8 @@ class Setup:
         start_ns: int,
         proxy: Server | None = None,
     ) -> None:
+        # Where the client that owns the pool was made, when known.
+        self.origin: Origin | None = None
         # The server the connection is for: the target of a proxy's tunnel, not the proxy.
         self.host = host
         self.port = port
@@ -283,6 +323,17 @@ class Setup:
         for step in self.steps:
             if step.name == TCP and A.SOCKET_KEEPALIVE in step.details:
                 return bool(step.details[A.SOCKET_KEEPALIVE])
+        return None
+
+    @property
+    def keepalive_timers(self) -> tuple[int, int, int] | None:
+        """TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT on the socket, when SO_KEEPALIVE was on
+        and the OS tells them."""
+        names = (A.SOCKET_KEEPALIVE_IDLE, A.SOCKET_KEEPALIVE_INTERVAL, A.SOCKET_KEEPALIVE_COUNT)
+        for step in self.steps:
+            if step.name == TCP and all(name in step.details for name in names):
+                idle, interval, count = (int(step.details[name]) for name in names)
+                return idle, interval, count
         return None
 
 
@@ -362,6 +413,7 @@ class Attempt:
         "exchanged",
         "idle_dropped_ms",
         "idle_ms",
+        "keep_alive_timeout_s",
         "method",
         "pool",
         "proxy",
@@ -404,6 +456,8 @@ class Attempt:
         self.exchanged = False
         self.closed_by_server = False
         self.idle_dropped_ms: list[float] = []
+        # The response's ``Keep-Alive: timeout=N``, when it had one.
+        self.keep_alive_timeout_s: float | None = None
         self.events: list[Event] = []
         self.span_id = 0
 
@@ -496,6 +550,9 @@ _next_connection_id = 0
 # Every connection that opened, while its connection object lives: for the open-connections gauge.
 _connections: weakref.WeakSet[Connection] = weakref.WeakSet()
 sinks: tuple[BaseSink, ...] = ()
+# Connections checked out now across every pool (the requests in flight), and the most at once.
+in_flight = 0
+peak_in_flight = 0
 
 
 def open_connections() -> list[Connection]:
@@ -520,10 +577,11 @@ def remove_sink(sink: BaseSink) -> None:
 
 def reset() -> None:
     """Forget which servers had pools (conntrace switched off, or a forked child)."""
-    global _next_connection_id
+    global _next_connection_id, in_flight, peak_in_flight
     with _lock:
         _pools_per_server.clear()
         _next_connection_id = 0
+        in_flight = peak_in_flight = 0
 
 
 def _renew_lock_in_child() -> None:
@@ -565,19 +623,25 @@ def pool_created(pool: Pool) -> None:
 
 
 def checked_out(pool: Pool, connection: Connection) -> None:
+    global in_flight, peak_in_flight
     connection.checked_out = True
     with _lock:
         pool.checked_out += 1
         if pool.checked_out > pool.peak:
             pool.peak = pool.checked_out
+        in_flight += 1
+        if in_flight > peak_in_flight:
+            peak_in_flight = in_flight
     _tell("checked_out", pool)
 
 
 def returned(pool: Pool, connection: Connection | None, how: str) -> None:
     """A checked-out connection came back (``connection`` None: an error broke it)."""
+    global in_flight
     with _lock:
-        if connection is None or connection.checked_out:
-            pool.checked_out = max(pool.checked_out - 1, 0)
+        if (connection is None or connection.checked_out) and pool.checked_out:
+            pool.checked_out -= 1
+            in_flight = max(in_flight - 1, 0)
         if how == BROKEN:
             pool.errors_pending += 1
         elif how == DISCARDED:

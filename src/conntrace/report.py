@@ -131,14 +131,17 @@ def _sections_of(path: str, run_id: str) -> list[dict[str, Any]]:
 
 # Per host, these keys are the largest any process saw, these name the host; every other
 # number adds up.
-_LARGEST = {"pool_max_size", "max_concurrency"}
+_LARGEST = {"pool_max_size", "max_concurrency", "peak_in_flight"}
 _SAME = {"server_address", "server_port", "proxy_address", "proxy_port"}
+_ORIGINS = "origins"
 
 
 def _sum(values: Sequence[Any], key: str = "") -> Any:
     if not values:
         return {}
     first = values[0]
+    if key == _ORIGINS:
+        return _merge_origins([origin for value in values for origin in value])
     if isinstance(first, dict):
         keys = dict.fromkeys(k for value in values for k in value)
         return {k: _sum([value[k] for value in values if k in value], k) for k in keys}
@@ -146,6 +149,16 @@ def _sum(values: Sequence[Any], key: str = "") -> Any:
         return first
     total = max(values) if key in _LARGEST else sum(values)
     return round(total, 3) if isinstance(total, float) else total
+
+
+def _merge_origins(origins: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per code location and library, its pools added up, most pools first."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for origin in origins:
+        key = tuple(origin[name] for name in ("file", "line", "function", "library", "service"))
+        entry = merged.setdefault(key, {**origin, "pools": 0})
+        entry["pools"] += origin["pools"]
+    return sorted(merged.values(), key=lambda entry: -entry["pools"])
 
 
 def _merge_hosts(hosts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -123,8 +124,20 @@ class Session:
             if self._closed:
                 return
             self._closed = True
+        no_collector = self._no_collector()
         if self.console is not None:
             self.console.print_summary()
+        elif no_collector and self.diagnosis is not None and sys.stderr is not None:
+            from .console import ConsoleView
+
+            # The traces go nowhere: the summary is then the run's only account.
+            ConsoleView(
+                sys.stderr,
+                color=self.config.color,
+                title=self.config.service_name,
+                diagnosis=self.diagnosis,
+                view="summary",
+            ).print_summary()
         if not self.owns_provider:
             self.flush(timeout_s)
             return
@@ -132,6 +145,15 @@ class Session:
             # Exports still queued after the bound are dropped rather than attempted.
             self._export.deadline = time.monotonic() + timeout_s
         providers = [p for p in (self.provider, self.meter_provider) if p is not None]
+        if no_collector and self._export is not None:
+            self._export.drop_all()
+            # The metrics exporter sends to the same default address: nothing listens there.
+            providers = [p for p in providers if p is not self.meter_provider]
+            log.warning(
+                "conntrace: traces were not sent (no collector at %s); view them with "
+                "`docker compose up`, or `--html report.html`",
+                urlsplit(self._export.endpoint).netloc,
+            )
 
         def close() -> bool:
             for provider in providers:
@@ -144,6 +166,31 @@ class Session:
         if not _bounded(close, timeout_s):
             self._export.warn(f"not sent within {timeout_s:g} s")
         self._export.report_drops()
+
+    def _no_collector(self) -> bool:
+        """Spans were to go to the default address, where nothing listens: then at exit they
+        are dropped at once, instead of a wait and an error for the usual first try. An
+        address set on purpose keeps the bounded wait and its warning line."""
+        config = self.config
+        if (
+            not self.owns_provider
+            or self._export is None
+            or not config.otlp_traces
+            or config.otlp_endpoint
+            or config.otlp_traces_endpoint
+            or not self._recorded()
+        ):
+            return False
+        return _refused(config.traces_endpoint)
+
+    def _recorded(self) -> bool:
+        """Whether there is anything to say: a span to send, or a call conntrace saw."""
+        if self._export is not None and self._export.ended:
+            return True
+        diagnosis = self.diagnosis
+        return diagnosis is not None and bool(
+            diagnosis.host_stats() or diagnosis.calls_without_request
+        )
 
     def _at_exit(self) -> None:
         with _Interrupts():
@@ -255,8 +302,21 @@ class _ExportGuard:
         self.sending = 0
         self.deadline: float | None = None
         self.reason = ""
+        # Set when no collector listens at the default address: exports fail at once, quietly.
+        self.dropping = False
+        self.exporter: _LazyExporter | None = None
         self._warned = False
         self._lock = threading.Lock()
+
+    def drop_all(self) -> None:
+        """Send nothing more, without a word: an export under way is cut short."""
+        self.dropping = True
+        with self._lock:
+            self._warned = True
+        if self.exporter is not None:
+            # The gRPC exporter's shutdown ends the back-off sleep of an export in progress.
+            with contextlib.suppress(Exception):
+                self.exporter.shutdown()
 
     def failed(self, reason: str = "") -> None:
         with self._lock:
@@ -269,6 +329,8 @@ class _ExportGuard:
                 return
             self._warned = True
         detail = f"{reason}; {self.reason}" if self.reason and self.reason != reason else reason
+        if _refused(self.endpoint):
+            detail = f"connection refused; {detail}"
         log.warning(
             "conntrace: spans not sent to %s (%s): %s; later export errors are not shown",
             self.endpoint,
@@ -306,8 +368,8 @@ class _ExportGuard:
 
     def report_drops(self) -> None:
         """One line at exit when the queue overflowed, with every span lost counted; a
-        failing collector has had its line already."""
-        if not self.queue_full:
+        failing collector has had its line already, and so has one that was not there."""
+        if not self.queue_full or self.dropping:
             return
         dropped, sending = self.dropped, self.sending
         log.warning(
@@ -318,6 +380,28 @@ class _ExportGuard:
             self.endpoint,
             f", and {sending} more were on their way when time ran out" if sending else "",
         )
+
+
+def _refused(endpoint: str) -> bool:
+    """Whether a TCP connect to ``endpoint``'s host and port is refused at once (every
+    address of it). A connect that succeeds or takes time is not a refusal: the exporter
+    then tries, within its bound."""
+    import socket
+
+    try:
+        parts = urlsplit(endpoint)
+        host, port = parts.hostname or "localhost", parts.port
+    except ValueError:
+        return False
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    try:
+        socket.create_connection((host, port), timeout=0.2).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -406,6 +490,8 @@ class _LazyExporter(SpanExporter):  # type: ignore[misc]
             return self._inner
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        if self._guard.dropping:
+            return SpanExportResult.FAILURE
         if self._guard.expired() or self._shut:
             self._guard.failed("time ran out at exit")
             return SpanExportResult.FAILURE
@@ -521,7 +607,7 @@ def _new_provider(config: Config) -> tuple[Any, _ExportGuard | None]:
             # thread pool at import time: impossible once the interpreter is exiting, so
             # an exporter first needed at exit could not be built. Importing it costs ~8 ms.
             import opentelemetry.sdk._logs  # noqa: F401
-        exporter = _LazyExporter(lambda: _otlp_exporter(config, "traces"), guard)
+        exporter = guard.exporter = _LazyExporter(lambda: _otlp_exporter(config, "traces"), guard)
         provider.add_span_processor(_WarmUp(exporter, guard))
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=exporter.after_fork)
@@ -688,7 +774,11 @@ def _console_view(config: Config, diagnosis: Diagnosis) -> ConsoleView | None:
     from .console import ConsoleView
 
     view = ConsoleView(
-        sys.stderr, color=config.color, title=config.service_name, diagnosis=diagnosis
+        sys.stderr,
+        color=config.color,
+        title=config.program or config.service_name,
+        diagnosis=diagnosis,
+        view=config.view,
     )
     ledger.add_sink(view)
     return view

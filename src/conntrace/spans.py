@@ -243,6 +243,8 @@ class _Build:
             links = (Link(connection.setup_context),)
         if attempt.status:
             attributes[A.HTTP_RESPONSE_STATUS_CODE] = attempt.status
+        if attempt.keep_alive_timeout_s is not None:
+            attributes[A.HTTP_KEEP_ALIVE_TIMEOUT] = attempt.keep_alive_timeout_s
         events = _events(attempt.events)
         status = _failed(attempt.error, attributes, events, attempt.end_ns)
         if attempt.error is None and attempt.status and attempt.status >= 400:
@@ -267,6 +269,12 @@ class _Build:
             attributes[A.POOL_MAX_SIZE] = setup.max_size
         if setup.connection_id is not None:
             attributes[A.CONNECTION_ID] = setup.connection_id
+        origin = setup.origin
+        if origin is not None:
+            attributes[A.CODE_FILEPATH] = origin.file
+            attributes[A.CODE_LINENO] = origin.line
+            attributes[A.CODE_FUNCTION] = origin.function
+            attributes[A.POOL_LIBRARY] = origin.library
         status = _failed(setup.error, attributes, None, setup.end_ns)
         own = self.context(setup.span_id)
         for step in setup.steps:

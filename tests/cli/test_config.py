@@ -11,10 +11,17 @@ from conntrace.config import Config, load_config, program_name
 ARGV = ["/usr/bin/python3", "app.py"]
 
 
+def test_a_child_keeps_its_parents_service_name_and_its_own_program():
+    config = load_config({"OTEL_SERVICE_NAME": "parent"}, ["/usr/bin/python3", "child.py"])
+
+    assert (config.service_name, config.program) == ("parent", "child")
+
+
 def test_defaults():
     config = load_config({}, ARGV)
 
     assert config == Config(service_name="app")
+    assert config.program == "app"
     assert (config.otlp_traces, config.console_view, config.otlp_metrics) == (True, False, False)
     assert config.traces_endpoint == "http://localhost:4317"
 

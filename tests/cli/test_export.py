@@ -90,7 +90,8 @@ def test_down_collector_costs_a_bounded_delay_one_warning_and_keeps_the_exit_cod
     assert done.returncode == 3
     assert done.stdout == "about to exit 3\n"
     [warning] = done.stderr.splitlines()
-    assert warning.startswith(f"conntrace: spans not sent to {nobody} (grpc): ")
+    # An address set on purpose: the bounded wait and one warning, which names the refusal.
+    assert warning.startswith(f"conntrace: spans not sent to {nobody} (grpc): connection refused;")
     assert elapsed < 10
 
 

@@ -8,6 +8,7 @@ view claims is checked against the wire.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import signal
@@ -32,7 +33,7 @@ def attempt_lines(stderr: str, host: str) -> list[str]:
 def test_script_each_call_as_a_waterfall_and_a_summary(server):
     local = server()
 
-    done = conntrace_run([*CONSOLE, "python", "calls.py", local.url, "3"])
+    done = conntrace_run([*CONSOLE, "--view", "all", "python", "calls.py", local.url, "3"])
 
     assert done.returncode == 0, done.stderr
     # exec: the program is this very process.
@@ -95,11 +96,13 @@ def test_console_script(server, tmp_path: Path):
     assert "calls 2 · requests 2 · connections opened 1 (first 1)" in summary
 
 
-def test_child_process_started_by_subprocess_is_traced(server):
+def test_child_process_started_by_subprocess_is_traced(server, tmp_path):
     parent_server, child_server = server(), server()
+    report_path = tmp_path / "report.json"
 
     done = conntrace_run(
-        [*CONSOLE, "python", "parent.py", parent_server.url, "subprocess", child_server.url]
+        [*CONSOLE, "python", "parent.py", parent_server.url, "subprocess", child_server.url],
+        env={"CONNTRACE_REPORT": str(report_path)},
     )
 
     assert done.returncode == 0, done.stderr
@@ -107,8 +110,11 @@ def test_child_process_started_by_subprocess_is_traced(server):
     assert child_pid != done.pid
     summaries = done.summaries()
     assert set(summaries) == {done.pid, child_pid}
-    # Both report as the service conntrace-run named after the program.
-    assert all(text.startswith("conntrace summary: parent (pid ") for text in summaries.values())
+    # Each summary is labelled by its own program; the child inherits only the service name.
+    assert summaries[done.pid].startswith(f"conntrace summary: parent (pid {done.pid})")
+    assert summaries[child_pid].startswith(f"conntrace summary: calls (pid {child_pid})")
+    processes = json.loads(report_path.read_text())["processes"]
+    assert {p["pid"]: p["program"] for p in processes} == {done.pid: "parent", child_pid: "calls"}
     assert f"127.0.0.1:{parent_server.port}" in summaries[done.pid]
     assert f"127.0.0.1:{child_server.port}" not in summaries[done.pid]
     child_summary = summaries[child_pid]

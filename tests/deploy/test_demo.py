@@ -98,3 +98,29 @@ def test_demo_spans_say_why_b_and_c_open_connections():
     # The demo's own span per scenario holds its calls: one trace per scenario in Jaeger.
     scenarios = {s.name for s in spans if s.name.startswith("scenario ")}
     assert len(scenarios) == 3
+
+
+def test_console_view_of_the_full_demo_fits_a_screen_per_scenario():
+    # The README's `./run demo`: 100 calls per scenario, at the default view (changes).
+    console = ["--exporter", "console", "--color", "never"]
+    done = run(
+        [CONNTRACE_RUN, *console, sys.executable, DEMO, "--rtt-ms", "2"],
+        COLUMNS="80",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    summary = next(i for i, line in enumerate(lines) if line.startswith("conntrace summary:"))
+    calls = [line for line in lines[:summary] if line.startswith("DynamoDB.GetItem 200")]
+    more = [line for line in lines[:summary] if " more like this " in line]
+    # Every one of the 300 calls is either printed or counted, and the answer is in the
+    # three runs: reused, new because the server closed, new because of a new pool.
+    assert len(calls) + sum(int(line.split()[1]) for line in more) == 300
+    assert [line.split("(", 1)[1].split(",")[0] for line in more] == [
+        "reused",
+        f"new ({A.REASON_SERVER_CLOSED})",
+        f"new ({A.REASON_NEW_POOL})",
+    ]
+    assert summary < 80
+    # The whole output, findings and all, is a few screens, not 1,490 lines.
+    assert len(lines) < 3 * 80

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,40 @@ def test_an_unwritable_report_path_warns_and_the_program_succeeds(server, tmp_pa
 def test_no_report_without_the_variable(diagnosed: Diagnosed):
     assert report.write_at_exit(diagnosed.diagnosis, environ={}) is False
     assert report.write_at_exit(diagnosed.diagnosis, environ={report.ENV_REPORT: "  "}) is False
+
+
+def test_a_report_with_the_new_diagnoses_validates(diagnosed: Diagnosed, server):
+    import urllib3
+
+    from .test_not_idempotent import ITEM, client, first_answer_late
+
+    client(server(respond=first_answer_late(0.8)).url).put_item(TableName="table", Item=ITEM)
+    idle = server(idle_timeout=0.3)
+    manager = urllib3.PoolManager()
+    manager.request("GET", idle.url)
+    time.sleep(0.6)
+    manager.request("GET", idle.url)
+
+    mine = report.section(diagnosed.diagnosis)
+    document = json.loads(json.dumps(report.build([mine])))
+    validate(document)
+    assert {f["id"] for f in document["findings"]} >= {
+        A.FINDING_NOT_IDEMPOTENT,
+        A.FINDING_IDLE_TIMEOUT,
+    }
+    origins = {host["server_port"]: host["origins"] for host in document["hosts"]}
+    assert origins[idle.port] == [
+        {
+            "file": __file__,
+            "line": origins[idle.port][0]["line"],
+            "function": "test_a_report_with_the_new_diagnoses_validates",
+            "library": "urllib3",
+            "service": "",
+            "pools": 1,
+        }
+    ]
+    # Two processes with pools made at the same line: one origin, the pools added up.
+    twice = json.loads(json.dumps(report.build([mine, {**mine, "pid": mine["pid"] + 1}])))
+    validate(twice)
+    merged = {host["server_port"]: host["origins"] for host in twice["hosts"]}
+    assert [origin["pools"] for origin in merged[idle.port]] == [2]

@@ -47,6 +47,9 @@ def test_conntrace_run_traces_httpx_sync_and_async(server, tmp_path):
     # The second client is a second pool for the same server.
     assert totals["connections_by_reason"]["first"] == 1
     assert totals["connections_by_reason"]["new_pool"] == 1
-    lines = run.waterfall_lines()
-    assert len([line for line in lines if line.startswith(f"GET 127.0.0.1:{local.port} 200")]) == 5
-    assert any("reused #1 · 3rd request" in line for line in lines)
+    lines = [line for line in run.waterfall_lines() if line.startswith("GET ")]
+    server = f"GET 127.0.0.1:{local.port} 200"
+    assert lines[0].startswith(f"{server} · new #1 (first)")
+    assert any(line.startswith(f"{server} · reused #1 · 2nd request") for line in lines)
+    assert any(line.startswith(f"{server} · new #2 (new_pool)") for line in lines)
+    assert any(line.startswith(f"{server} · reused #2 · 2nd request") for line in lines)

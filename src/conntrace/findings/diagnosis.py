@@ -53,6 +53,9 @@ class Diagnosis(BaseSink):
         self._operations: dict[str, OperationStats] = {}
         self._api_calls = 0
         self._calls_without_request = 0
+        # When the first request started and the last one ended: the requests' wall time.
+        self._first_ns = 0
+        self._last_ns = 0
 
     def close(self) -> None:
         """Stop reading the ledger and recording metrics; what was seen stays readable."""
@@ -65,9 +68,7 @@ class Diagnosis(BaseSink):
 
     def pool_created(self, pool: Pool) -> None:
         with self._lock:
-            stats = self._host(pool.server)
-            stats.pools = max(stats.pools, pool.number)
-            stats.pool_max_size = max(stats.pool_max_size, pool.max_size)
+            self._host(pool.server).add_pool(pool)
 
     def checked_out(self, pool: Pool) -> None:
         stats = self._hosts.get(pool.server)
@@ -91,6 +92,9 @@ class Diagnosis(BaseSink):
         with self._lock:
             stats = self._host(attempt.server)
             stats.add(attempt)
+            if not self._first_ns or attempt.start_ns < self._first_ns:
+                self._first_ns = attempt.start_ns
+            self._last_ns = max(self._last_ns, attempt.end_ns)
             operation = self._operation(attempt.label)
             operation.add(attempt)
             fired = fire(HOST_RULES, attempt, stats) + fire(OPERATION_RULES, attempt, operation)
@@ -160,6 +164,17 @@ class Diagnosis(BaseSink):
         sending)."""
         return self._calls_without_request
 
+    @property
+    def wall_ms(self) -> float:
+        """From the start of the first request to the end of the last, on the wall clock."""
+        return max(self._last_ns - self._first_ns, 0) / 1e6
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests in flight at once in this process, across every host (the
+        ledger counts connections checked out, exactly)."""
+        return ledger.peak_in_flight
+
     def totals(self) -> dict[str, Any]:
         with self._lock:
             hosts = list(self._hosts.values())
@@ -174,6 +189,7 @@ class Diagnosis(BaseSink):
                 "connections_by_reason": {reason: opened.get(reason, 0) for reason in A.REASONS},
                 "dns_lookups": sum(stats.dns_lookups for stats in hosts),
                 "retries": sum(stats.extra_attempts for stats in self._operations.values()),
+                "peak_in_flight": self.peak_in_flight,
             }
 
     def _finding(self, rule: Rule[Any], stats: HostStats | OperationStats) -> Finding:

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from .. import attributes as A
-from ..ledger import URLLIB3, Attempt
+from ..ledger import URLLIB3, Attempt, Origin, Pool
 
 # Connections opened for these reasons are needed; the others replace one that was lost.
 NEEDED = frozenset({A.REASON_FIRST, A.REASON_POOL_BUSY})
@@ -88,6 +88,40 @@ def failed(attempt: Attempt) -> bool:
     return attempt.status is None or attempt.status >= 500 or attempt.status == 429
 
 
+# Failures that happen before the request is written: the server cannot have seen it.
+_NOT_SENT = frozenset(
+    {
+        "ConnectTimeoutError",
+        "NewConnectionError",
+        "NameResolutionError",
+        "ConnectionRefusedError",
+        "gaierror",
+        "EndpointConnectionError",
+        "ConnectTimeout",
+    }
+)
+
+
+def maybe_delivered(attempt: Attempt) -> bool:
+    """The attempt failed without an answer after its request may have reached the server (a
+    read timeout, a reset or closed connection), not while connecting."""
+    if attempt.error is None or attempt.status is not None:
+        return False
+    if attempt.setup is not None and not attempt.setup.ok:
+        return False
+    return type(attempt.error).__name__ not in _NOT_SENT
+
+
+def resent_not_idempotent(attempt: Attempt) -> bool:
+    """A retry of a call that is not safe to repeat, after an attempt that may have run."""
+    previous = attempt.previous
+    return (
+        previous is not None
+        and attempt.settings.get(A.AWS_IDEMPOTENT) is False
+        and maybe_delivered(previous)
+    )
+
+
 def on_default_timeouts(attempt: Attempt) -> bool:
     return BOTOCORE_DEFAULT_TIMEOUT_S in (
         attempt.settings.get(A.AWS_CONNECT_TIMEOUT),
@@ -150,6 +184,14 @@ class HostStats(_Examples):
     idle_ms_min: float | None = None
     idle_ms_max: float | None = None
     keepalive: set[bool] = field(default_factory=set)
+    # For the idle timeout in the middle: the longest idle time after which a pooled
+    # connection was still alive, the server's Keep-Alive timeout, the sockets' keepalive
+    # timers (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT).
+    reused_idle_ms_max: float | None = None
+    keep_alive_timeout_s: float | None = None
+    keepalive_timers: set[tuple[int, int, int]] = field(default_factory=set)
+    # Pools made, by where the program made their client or session and with what.
+    origins: Counter[tuple[str, int, str, str, str]] = field(default_factory=Counter)
     # The proxy the requests went through (the last one seen), and what its CONNECT
     # exchanges cost: part of each tunnel's setup.
     proxy: tuple[str, int] | None = None
@@ -158,6 +200,33 @@ class HostStats(_Examples):
     @property
     def target(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def add_pool(self, pool: Pool) -> None:
+        self.pools = max(self.pools, pool.number)
+        self.pool_max_size = max(self.pool_max_size, pool.max_size)
+        if pool.origin is not None:
+            self.origins[(*pool.origin.key, pool.service)] += 1
+
+    @property
+    def top_origin(self) -> tuple[Origin, str, int] | None:
+        """Where most of this host's pools were made: the origin, the AWS service, the pools."""
+        if not self.origins:
+            return None
+        (file, line, function, library, service), pools = self.origins.most_common(1)[0]
+        return Origin(file, line, function, library), service, pools
+
+    def origins_list(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "file": file,
+                "line": line,
+                "function": function,
+                "library": library,
+                "service": service,
+                "pools": pools,
+            }
+            for (file, line, function, library, service), pools in self.origins.most_common()
+        ]
 
     @property
     def dns_name(self) -> str:
@@ -191,6 +260,10 @@ class HostStats(_Examples):
         self.reused += attempt.reused
         self.request_ms += attempt.duration_ms
         self.closed_by_server += attempt.closed_by_server
+        if attempt.reused and attempt.idle_ms is not None:
+            self.reused_idle_ms_max = max(self.reused_idle_ms_max or 0.0, attempt.idle_ms)
+        if attempt.keep_alive_timeout_s is not None:
+            self.keep_alive_timeout_s = attempt.keep_alive_timeout_s
         if attempt.proxy is not None:
             self.proxy = attempt.proxy
             # A forwarding proxy's pool serves many servers: its facts are the proxy's, and
@@ -215,6 +288,8 @@ class HostStats(_Examples):
         self.proxy_ms_all += setup.proxy_ms
         if setup.keepalive is not None:
             self.keepalive.add(setup.keepalive)
+        if setup.keepalive_timers is not None:
+            self.keepalive_timers.add(setup.keepalive_timers)
         if not setup.ok:
             self.failed_connects += 1
             return
@@ -243,6 +318,7 @@ class HostStats(_Examples):
             "discarded": self.discarded,
             "closed_by_server": self.closed_by_server,
             "dropped_idle": self.dropped,
+            "origins": self.origins_list(),
             **self._proxy_dict(),
         }
 
@@ -272,10 +348,16 @@ class OperationStats(_Examples):
     settings: Mapping[str, Any] = field(default_factory=dict)
     ok_attempts: int = 0
     ok_ms: float = 0.0
+    library: str = URLLIB3
+    # Retries of a call that is not idempotent, after an attempt that may have run.
+    resent_unsafe: int = 0
+    resent_unsafe_calls: int = 0
+    resent_unsafe_errors: Counter[str] = field(default_factory=Counter)
 
     def add(self, attempt: Attempt) -> None:
         if attempt.settings:
             self.settings = attempt.settings
+        self.library = attempt.pool.library
         if attempt.resend == 0:
             self.calls += 1
         else:
@@ -289,6 +371,11 @@ class OperationStats(_Examples):
             self.ok_ms += attempt.duration_ms
         if (failed(attempt) or attempt.resend) and on_default_timeouts(attempt):
             self.problems_on_defaults += 1
+        if resent_not_idempotent(attempt):
+            self.resent_unsafe += 1
+            earlier = attempt.call.attempts[: attempt.resend]
+            self.resent_unsafe_calls += not any(resent_not_idempotent(a) for a in earlier)
+            self.resent_unsafe_errors[attempt.prior_error or "unknown"] += 1
 
 
 def _span_ref(ids: tuple[int, int]) -> SpanRef:

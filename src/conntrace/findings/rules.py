@@ -7,12 +7,15 @@ attempt (``event``) and the finding for the whole process (``describe``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 from .. import attributes as A
 from .._durations import PROSE, format_ms
-from ..ledger import AIOBOTOCORE, AIOHTTP, HTTPX, URLLIB3, Attempt
+from ..ledger import AWSCLI, HTTPX, REQUESTS, URLLIB3, Attempt
+from .advice import advice as advice_for
+from .advice import words
 from .model import (
     BOTOCORE_DEFAULT_TIMEOUT_S,
     NEEDED,
@@ -21,6 +24,7 @@ from .model import (
     failed,
     on_default_timeouts,
     replaced,
+    resent_not_idempotent,
     round_ms,
 )
 
@@ -34,129 +38,6 @@ SETUP_SHARE_MIN = 0.2
 SETUP_SHARE_SETUPS_MIN = 2
 
 S = TypeVar("S", HostStats, OperationStats)
-
-
-@dataclass(frozen=True)
-class _Words:
-    """How one library's users change what the host rules find (``Pool.library``)."""
-
-    reuse: str
-    pool_size: str  # ``{n}``: the suggested size
-    pool_full: str
-    finds_dead: str
-    dns_cache: str
-    dns_event: str
-    idle_settings: str
-
-
-_AIOHTTP_DNS = (
-    "aiohttp caches lookups per connector for TCPConnector(ttl_dns_cache=...) seconds (10 by "
-    "default): a name is looked up again when its entry expired, and every new connector "
-    "starts with an empty cache."
-)
-_AIOHTTP_FULL = (
-    "aiohttp makes a request wait for a free connection once the connector's limit is "
-    "reached, and the wait counts against the request's connect timeout."
-)
-_WORDS = {
-    URLLIB3: _Words(
-        reuse=(
-            "Create the boto3 client or resource once (at module level, outside the Lambda "
-            "handler) and reuse it for every call; clients are thread-safe."
-        ),
-        pool_size="botocore.config.Config(max_pool_connections={n})",
-        pool_full=(
-            "on the client these threads share (it is per client; the default is 10). urllib3 "
-            "does not make a thread wait for a pooled connection: it opens an extra one and "
-            'throws it away afterwards ("Connection pool is full, discarding connection").'
-        ),
-        finds_dead="urllib3 found them dead when it took them from the pool",
-        dns_cache=(
-            "Python, urllib3 and botocore keep no DNS cache: every new connection calls "
-            "getaddrinfo again."
-        ),
-        dns_event="Python keeps no DNS cache",
-        idle_settings=(
-            "tcp_keepalive (Config(tcp_keepalive=True), BOTOCORE_TCP_KEEPALIVE=true or "
-            "tcp_keepalive in the shared config file) only sets SO_KEEPALIVE on new sockets: "
-            "the kernel then probes a connection idle for net.ipv4.tcp_keepalive_time (7200 s "
-            "by default on Linux), which keeps a NAT mapping alive only if that time is below "
-            "the NAT's idle timeout. It does not stop a server from closing idle HTTP "
-            "connections, sends nothing while a Lambda environment is frozen, and does not "
-            "change pooling."
-        ),
-    ),
-    AIOHTTP: _Words(
-        reuse=(
-            "Create one aiohttp.ClientSession (with its TCPConnector) and reuse it for every "
-            "request; each new session starts with no connections and an empty DNS cache."
-        ),
-        pool_size="aiohttp.TCPConnector(limit={n}, limit_per_host={n})",
-        pool_full=(
-            "on the session these tasks share (the defaults are limit=100 and no limit per "
-            f"host). {_AIOHTTP_FULL}"
-        ),
-        finds_dead="aiohttp found them closed when it took them from the pool",
-        dns_cache=_AIOHTTP_DNS,
-        dns_event="aiohttp's DNS cache (ttl_dns_cache) did not have it",
-        idle_settings=(
-            "aiohttp itself closes connections idle longer than "
-            "TCPConnector(keepalive_timeout=...) (15 s by default): keep that below the "
-            "server's idle timeout, and raise it if your requests come further apart."
-        ),
-    ),
-    AIOBOTOCORE: _Words(
-        reuse=(
-            "Create the aiobotocore client once (enter session.create_client(...) once for "
-            "the program's life, e.g. with contextlib.AsyncExitStack) and reuse it for every "
-            "call; each new client opens its own aiohttp connector with no connections."
-        ),
-        pool_size="aiobotocore.config.AioConfig(max_pool_connections={n})",
-        pool_full=(
-            "on the client these tasks share (it is the limit of the client's aiohttp "
-            f"connector; the default is 10). {_AIOHTTP_FULL}"
-        ),
-        finds_dead="aiohttp found them closed when it took them from the pool",
-        dns_cache=_AIOHTTP_DNS,
-        dns_event="aiohttp's DNS cache (ttl_dns_cache) did not have it",
-        idle_settings=(
-            "aiobotocore's connector itself closes connections idle longer than "
-            "AioConfig(connector_args={'keepalive_timeout': ...}) (12 s by default): keep that "
-            "below the server's idle timeout."
-        ),
-    ),
-    HTTPX: _Words(
-        reuse=(
-            "Create the httpx.Client (or httpx.AsyncClient) once and send every request "
-            "through it, instead of httpx.get() or a client per call: its pool keeps "
-            "connections open between requests (httpx.Limits(max_keepalive_connections=..., "
-            "keepalive_expiry=...) says how many and how long)."
-        ),
-        pool_size=(
-            "httpx.Limits(max_keepalive_connections={n}) with max_connections of at least {n}"
-        ),
-        pool_full=(
-            "on the client these requests share (the defaults are max_connections=100 and "
-            "max_keepalive_connections=20). httpx makes a request wait for a connection once "
-            "max_connections are in use, and closes idle connections while its pool holds "
-            "more than max_keepalive_connections: the next busy moment opens them again."
-        ),
-        finds_dead="httpx found them closed when it took them from the pool",
-        dns_cache=(
-            "Python and httpx keep no DNS cache: every new connection calls getaddrinfo again."
-        ),
-        dns_event="Python keeps no DNS cache",
-        idle_settings=(
-            "httpx itself closes connections idle longer than "
-            "httpx.Limits(keepalive_expiry=...) (5 s by default): raise it to a little below "
-            "the server's idle timeout if your requests come further apart."
-        ),
-    ),
-}
-
-
-def _words(h: HostStats) -> _Words:
-    return _WORDS.get(h.library, _WORDS[URLLIB3])
 
 
 @dataclass(frozen=True)
@@ -180,15 +61,34 @@ def _client_recreated(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     setup_ms = h.setup_ms[A.REASON_NEW_POOL]
     summary = (
         f"{count} connections to {h.target} were opened by a new connection pool ({pools} pools "
-        "so far): a client is being created per call or per invocation, and each new client "
-        "starts without connections."
+        f"so far): {_made_where(h)}, and each new client starts without connections."
     )
-    advice = (
-        f"{_words(h).reuse} Each new client pays DNS, TCP and TLS again: "
-        f"{_duration(setup_ms)} here so far."
-    )
+    advice = advice_for(A.FINDING_CLIENT_RECREATED, h.library, setup=_duration(setup_ms))
     evidence = {"connections": count, "pools": pools, "setup_ms": round_ms(setup_ms)}
-    return h.target, summary, advice, {**evidence, "requests": h.requests}
+    return (
+        h.target,
+        summary,
+        advice,
+        {**evidence, "requests": h.requests, "origins": h.origins_list()},
+    )
+
+
+def _made_where(h: HostStats) -> str:
+    """Where the pools' client is made, in the program's words: "a new DynamoDB client is
+    created on every call at handler.py:12 in handle()"."""
+    top = h.top_origin
+    if top is None:
+        return "a client is being created per call or per invocation"
+    origin, service, made = top
+    what = {
+        AWSCLI: "AWS CLI client",
+        REQUESTS: "requests Session",
+        URLLIB3: "urllib3 pool",
+    }.get(origin.library, f"{service} client" if service else "client")
+    how_often = (
+        "on every call" if h.calls and made >= h.calls else f"again and again ({made} times)"
+    )
+    return f"a new {what} is created {how_often} at {origin.where()}"
 
 
 def _pool_suggestion(h: HostStats) -> int:
@@ -198,7 +98,6 @@ def _pool_suggestion(h: HostStats) -> int:
 def _pool_too_small(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     busy, again = h.opened[A.REASON_POOL_BUSY], h.opened[A.REASON_POOL_DISCARDED]
     suggestion = _pool_suggestion(h)
-    words = _words(h)
     summary = (
         f"Up to {h.max_concurrency} requests to {h.target} ran at once, but its pool keeps "
         f"{h.pool_max_size} connections: "
@@ -213,7 +112,7 @@ def _pool_too_small(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
             f"{h.waited} requests waited for a connection to come back to the pool (the "
             f"longest {_duration(h.wait_ms_max)})."
         )
-    advice = f"Set {words.pool_size.format(n=suggestion)} {words.pool_full}"
+    advice = advice_for(A.FINDING_POOL_TOO_SMALL, h.library, suggestion=suggestion)
     evidence = {
         "waited": h.waited,
         "wait_ms_max": round_ms(h.wait_ms_max),
@@ -255,7 +154,7 @@ def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     keepalive = next(iter(h.keepalive)) if len(h.keepalive) == 1 else None
     summary = (
         f"{h.dropped} pooled connections to {h.target} had been closed by the peer while idle "
-        f"({_idle_range(h)}); {_words(h).finds_dead} and opened "
+        f"({_idle_range(h)}); {words(h.library).finds_dead} and opened "
         f"{h.opened[A.REASON_STALE]} new ones."
     )
     keepalive_seen = {True: "was on", False: "was off", None: "varied"}[keepalive]
@@ -263,7 +162,7 @@ def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
         "Something closes idle connections before the next call comes: the server's idle "
         "timeout, a load balancer, a NAT gateway (AWS NAT gateways drop connections idle for "
         "350 s) or a Lambda freeze between invocations. After long pauses this is expected "
-        f"and costs one new connection. {_words(h).idle_settings} SO_KEEPALIVE "
+        f"and costs one new connection. {words(h.library).idle_settings} SO_KEEPALIVE "
         f"{keepalive_seen} on these connections."
     )
     evidence = {
@@ -315,9 +214,9 @@ def _repeated_dns(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
         "one that was lost."
     )
     advice = (
-        f"{_words(h).dns_cache} Remove what forces the new connections (see the other findings "
-        "for this host); where new connections cannot be avoided, a caching resolver on the "
-        "machine (systemd-resolved, nscd or dnsmasq) answers repeated lookups locally."
+        f"{words(h.library).dns_cache} Remove what forces the new connections (see the other "
+        "findings for this host); where new connections cannot be avoided, a caching resolver "
+        "on the machine (systemd-resolved, nscd or dnsmasq) answers repeated lookups locally."
     )
     evidence = {
         "lookups": h.dns_lookups,
@@ -364,13 +263,7 @@ def _retry_time(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
         f"extra attempts): {_duration(lost)} lost, {_duration(o.failed_ms)} in attempts that "
         f"failed and {_duration(o.backoff_ms)} waiting between attempts. Retried after: {errors}."
     )
-    advice = (
-        "Retries turn failures into latency. Look at the errors first (throttling: more "
-        "capacity or smoother load; 5xx: the service or a proxy on the way). Bound the "
-        "attempts to what your latency budget allows: retries={'mode': 'standard', "
-        "'total_max_attempts': 3} backs off exponentially with jitter; 'adaptive' also slows "
-        "the client down while it is throttled."
-    )
+    advice = advice_for(A.FINDING_RETRY_TIME, o.library)
     evidence = {
         "calls": o.calls,
         "retried_calls": o.retried_calls,
@@ -383,6 +276,21 @@ def _retry_time(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
     return o.label, summary, advice, evidence
 
 
+def _timeouts(settings: Mapping[str, Any], library: str) -> str:
+    """The timeouts left at botocore's default, named as such, and those the program set:
+    "botocore's default read_timeout=60 s (connect_timeout=1 s set)"."""
+    names = ("--cli-connect-timeout", "--cli-read-timeout") if library == AWSCLI else (
+        "connect_timeout", "read_timeout"
+    )  # fmt: skip
+    default: list[str] = []
+    chosen: list[str] = []
+    for name, key in zip(names, (A.AWS_CONNECT_TIMEOUT, A.AWS_READ_TIMEOUT)):
+        value = float(settings.get(key, BOTOCORE_DEFAULT_TIMEOUT_S))
+        (default if value == BOTOCORE_DEFAULT_TIMEOUT_S else chosen).append(f"{name}={value:g} s")
+    words = f"botocore's default {' and '.join(default)}"
+    return words + (f" ({', '.join(chosen)} set)" if chosen else "")
+
+
 def _default_timeouts(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
     connect = float(o.settings.get(A.AWS_CONNECT_TIMEOUT, BOTOCORE_DEFAULT_TIMEOUT_S))
     read = float(o.settings.get(A.AWS_READ_TIMEOUT, BOTOCORE_DEFAULT_TIMEOUT_S))
@@ -392,21 +300,11 @@ def _default_timeouts(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]
     typical = o.ok_ms / o.ok_attempts if o.ok_attempts else None
     usually = f"usually takes {_duration(typical)}" if typical is not None else "has not succeeded"
     summary = (
-        f"{o.problems_on_defaults} attempts of {o.label} failed or were retried on botocore's "
-        f"default timeouts (connect_timeout={connect:g} s, read_timeout={read:g} s) with "
-        f"retries '{mode}' allowing {attempts} attempts: a call that {usually} can wait up "
-        f"to {_duration(worst * 1000)} before it fails."
+        f"{o.problems_on_defaults} attempts of {o.label} failed or were retried on "
+        f"{_timeouts(o.settings, o.library)} with retries '{mode}' allowing {attempts} attempts: "
+        f"a call that {usually} can wait up to {_duration(worst * 1000)} before it fails."
     )
-    advice = (
-        "For latency-sensitive calls, AWS's guidance on tuning SDK HTTP settings (written for "
-        "DynamoDB) sets timeouts from the latency budget instead of keeping the defaults: a "
-        "short connect timeout (1 s or less), a read timeout a little above the slowest normal "
-        "response (well under a second for single-item DynamoDB calls; about 5.5 s for batch "
-        "calls, as DynamoDB gives up on an item after 5 s) and few attempts with backoff, e.g. "
-        "Config(connect_timeout=1, read_timeout=2, retries={'mode': 'standard', "
-        "'total_max_attempts': 3}). botocore has no deadline for a whole call: bound it in "
-        "your code if you need one. Values too low fail calls on a brief network hiccup."
-    )
+    advice = advice_for(A.FINDING_DEFAULT_TIMEOUTS, o.library)
     evidence = {
         "problem_attempts": o.problems_on_defaults,
         "connect_timeout_s": connect,
@@ -417,6 +315,99 @@ def _default_timeouts(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]
         "typical_attempt_ms": None if typical is None else round_ms(typical),
     }
     return o.label, summary, advice, evidence
+
+
+def _not_idempotent(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
+    errors = ", ".join(f"{error} (x{count})" for error, count in o.resent_unsafe_errors.items())
+    summary = (
+        f"{o.resent_unsafe_calls} {o.label} calls were sent again ({o.resent_unsafe} retries) "
+        f"after {errors}: the earlier request may already have reached the service and run, and "
+        f"{o.label} is not safe to repeat, so the caller may have run it twice."
+    )
+    advice = advice_for(A.FINDING_NOT_IDEMPOTENT, o.library)
+    evidence = {
+        "operation": o.label,
+        "calls": o.resent_unsafe_calls,
+        "retries": o.resent_unsafe,
+        "errors": dict(o.resent_unsafe_errors),
+    }
+    return o.label, summary, advice, evidence
+
+
+def _idle_bound(h: HostStats) -> str:
+    """What the idle times say of the timeout in the middle, in words."""
+    dropped = h.idle_ms_min or 0.0
+    reused = h.reused_idle_ms_max
+    if reused is None:
+        bound = (
+            f"connections idle {_duration(dropped)} or longer were dropped; none was reused "
+            "after an idle time"
+        )
+    elif reused < dropped:
+        bound = (
+            f"connections idle longer than about {_duration((reused + dropped) / 2)} are "
+            f"dropped: idle {_duration(dropped)} or longer were found dropped, idle up to "
+            f"{_duration(reused)} were reused"
+        )
+    else:
+        bound = (
+            f"drops do not follow idle time alone: idle up to {_duration(reused)} were reused, "
+            f"yet some were dropped after {_duration(dropped)}"
+        )
+    if h.keep_alive_timeout_s is not None:
+        bound += f"; the server announces Keep-Alive: timeout={h.keep_alive_timeout_s:g}"
+    return bound
+
+
+def _keepalive_in_effect(h: HostStats, limit_s: float) -> str:
+    if h.keepalive == {False}:
+        return "SO_KEEPALIVE is off on these sockets: nothing is sent on an idle connection."
+    if len(h.keepalive_timers) != 1:
+        return "The sockets' keepalive settings vary or are not known."
+    [(idle, interval, count)] = h.keepalive_timers
+    timers = f"TCP_KEEPIDLE={idle} s, TCP_KEEPINTVL={interval} s, TCP_KEEPCNT={count}"
+    if idle >= limit_s:
+        return (
+            f"SO_KEEPALIVE is on ({timers}), but the first probe goes out after {idle} s idle, "
+            "too late to keep these connections alive."
+        )
+    return (
+        f"SO_KEEPALIVE is on ({timers}) and probes start before the bound: a NAT or load "
+        "balancer that sees them keeps the connection, but a server that closes idle HTTP "
+        "connections itself closes it all the same."
+    )
+
+
+def _idle_timeout(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    limit_ms = h.idle_ms_min or 0.0
+    if h.keep_alive_timeout_s is not None:
+        limit_ms = min(limit_ms, h.keep_alive_timeout_s * 1000)
+    reused = h.reused_idle_ms_max
+    if reused is not None and reused < limit_ms:
+        limit_ms = (reused + limit_ms) / 2
+    limit_s = limit_ms / 1000
+    summary = (
+        f"Something between the client and {h.target} closes idle connections: "
+        f"{_idle_bound(h)}. {_keepalive_in_effect(h, limit_s)}"
+    )
+    # TCP_KEEPIDLE counts whole seconds, from 1.
+    suggestion = max(1, int(limit_s * 0.8))
+    advice = advice_for(A.FINDING_IDLE_TIMEOUT, h.library, keepidle=suggestion)
+    keepalive = next(iter(h.keepalive)) if len(h.keepalive) == 1 else None
+    timers = next(iter(h.keepalive_timers)) if len(h.keepalive_timers) == 1 else None
+    evidence = {
+        "dropped": h.dropped,
+        "dropped_idle_ms_min": round_ms(h.idle_ms_min or 0.0),
+        "reused_idle_ms_max": None if reused is None else round_ms(reused),
+        "keep_alive_timeout_s": h.keep_alive_timeout_s,
+        "inferred_timeout_ms": round_ms(limit_ms),
+        "socket_keepalive": keepalive,
+        "keepalive_idle_s": None if timers is None else timers[0],
+        "keepalive_interval_s": None if timers is None else timers[1],
+        "keepalive_count": None if timers is None else timers[2],
+        "suggested_keepalive_idle_s": suggestion,
+    }
+    return h.target, summary, advice, evidence
 
 
 HOST_RULES: tuple[Rule[HostStats], ...] = (
@@ -440,7 +431,7 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         active=lambda h: h.discarded > 0 or h.opened[A.REASON_POOL_DISCARDED] > 0 or h.waited > 0,
         event=lambda a, h: (
             f"{_in_use(a)}; up to {h.max_concurrency} requests at once for {h.pool_max_size} "
-            f"pooled connections: set {_words(h).pool_size.format(n=_pool_suggestion(h))}"
+            f"pooled connections: set {words(h.library).pool_size.format(n=_pool_suggestion(h))}"
         ),
         describe=_pool_too_small,
     ),
@@ -474,6 +465,15 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         describe=_idle_dropped,
     ),
     Rule(
+        A.FINDING_IDLE_TIMEOUT,
+        A.SEVERITY_INFO,
+        "idle timeout between client and server",
+        concerns=lambda a: bool(a.idle_dropped_ms),
+        active=lambda h: h.dropped > 0,
+        event=lambda a, h: f"idle timeout in the middle: {_idle_bound(h)}",
+        describe=_idle_timeout,
+    ),
+    Rule(
         A.FINDING_REPEATED_DNS,
         A.SEVERITY_INFO,
         "repeated DNS lookups",
@@ -481,7 +481,7 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         active=lambda h: h.dns_repeated >= REPEATED_DNS_MIN,
         event=lambda a, h: (
             f"{h.dns_name} looked up again ({_duration(a.setup.dns_ms if a.setup else 0.0)}) for a "
-            f"connection opened because of {a.reason}; {_words(h).dns_event}"
+            f"connection opened because of {a.reason}; {words(h.library).dns_event}"
         ),
         describe=_repeated_dns,
     ),
@@ -524,11 +524,22 @@ OPERATION_RULES: tuple[Rule[OperationStats], ...] = (
         concerns=lambda a: (failed(a) or a.resend > 0) and on_default_timeouts(a),
         active=lambda o: o.problems_on_defaults > 0,
         event=lambda a, o: (
-            "this call failed or was retried on botocore's default timeouts (connect "
-            f"{a.settings.get(A.AWS_CONNECT_TIMEOUT)} s, read {a.settings.get(A.AWS_READ_TIMEOUT)} "
-            f"s) with up to {a.settings.get(A.AWS_MAX_ATTEMPTS, 1)} attempts"
+            f"this call failed or was retried on {_timeouts(a.settings, a.pool.library)} with up "
+            f"to {a.settings.get(A.AWS_MAX_ATTEMPTS, 1)} attempts"
         ),
         describe=_default_timeouts,
+    ),
+    Rule(
+        A.FINDING_NOT_IDEMPOTENT,
+        A.SEVERITY_WARNING,
+        "a call that is not idempotent was sent again",
+        concerns=resent_not_idempotent,
+        active=lambda o: o.resent_unsafe > 0,
+        event=lambda a, o: (
+            f"attempt {a.resend + 1} of {a.label} sent again after {a.prior_error}: the "
+            "earlier request may have run, and this operation is not safe to repeat"
+        ),
+        describe=_not_idempotent,
     ),
 )
 

@@ -126,6 +126,37 @@ def _max_attempts(client: Any, retries: dict[str, Any], mode: str) -> int | None
     return int(service.get("max_attempts", retry["__default__"]["max_attempts"]))
 
 
+# Operations named so only read (botocore's JSON and query protocols send every operation as
+# a POST, so the HTTP method says nothing there).
+_READS = (
+    "Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Select", "Search",
+    "Lookup", "Check", "Validate", "Estimate", "Simulate", "Preview",
+)  # fmt: skip
+# Request parameters that make a write safe to repeat: a DynamoDB condition rejects the
+# second run of a conditional write; an SQS FIFO queue drops a repeated deduplication id.
+_GUARDS = ("ConditionExpression", "Expected", "MessageDeduplicationId")
+
+
+def _idempotent(client: Any, operation: str, params: Any) -> bool:
+    """Can the call run twice without doing its work twice?
+
+    Yes for reads (GET and HEAD, or an operation named as a read), for PUT and DELETE (REST
+    services replace or remove the same resource), for operations with an idempotency token
+    (botocore fills it in once per call, and the service runs a repeated token once), and
+    for writes guarded by a condition or a deduplication id. Every other write can run
+    twice: Lambda Invoke, SQS SendMessage, DynamoDB PutItem and UpdateItem without a
+    condition, SNS Publish.
+    """
+    if operation.startswith(_READS):
+        return True
+    if isinstance(params, dict) and any(guard in params for guard in _GUARDS):
+        return True
+    model = client.meta.service_model.operation_model(operation)
+    if model.http.get("method", "POST") in ("GET", "HEAD", "PUT", "DELETE"):
+        return True
+    return bool(model.idempotent_members)
+
+
 def _is_api_span(span: trace.Span, operation: str) -> bool:
     attributes = getattr(span, "attributes", None)
     return bool(
@@ -142,7 +173,12 @@ def _otel_botocore_active() -> bool:
 
 def start_call(instance: Any, args: tuple, kwargs: dict) -> ApiCall:
     operation = args[0] if args else kwargs["operation_name"]
-    settings = {**client_settings(instance), A.RPC_METHOD: operation}
+    params = args[1] if len(args) > 1 else kwargs.get("api_params")
+    settings = {
+        **client_settings(instance),
+        A.RPC_METHOD: operation,
+        A.AWS_IDEMPOTENT: _idempotent(instance, operation, params),
+    }
     label = f"{settings[A.RPC_SERVICE]}.{operation}"
     current = trace.get_current_span()
     if _is_api_span(current, operation):

@@ -34,6 +34,16 @@ _SOCKET_OPTIONS = (
     (A.SOCKET_KEEPALIVE, socket.SOL_SOCKET, socket.SO_KEEPALIVE),
     (A.SOCKET_NODELAY, socket.IPPROTO_TCP, socket.TCP_NODELAY),
 )
+# The keepalive timers, where the OS names them so (Linux; macOS lacks TCP_KEEPIDLE).
+_KEEPALIVE_TIMERS = tuple(
+    (name, getattr(socket, option))
+    for name, option in (
+        (A.SOCKET_KEEPALIVE_IDLE, "TCP_KEEPIDLE"),
+        (A.SOCKET_KEEPALIVE_INTERVAL, "TCP_KEEPINTVL"),
+        (A.SOCKET_KEEPALIVE_COUNT, "TCP_KEEPCNT"),
+    )
+    if hasattr(socket, option)
+)
 
 
 class Connect:
@@ -98,6 +108,9 @@ def describe_socket(sock: socket.socket) -> dict[str, Any]:
     }
     for name, level, option in _SOCKET_OPTIONS:
         described[name] = bool(sock.getsockopt(level, option))
+    if described[A.SOCKET_KEEPALIVE]:
+        for name, option in _KEEPALIVE_TIMERS:
+            described[name] = sock.getsockopt(socket.IPPROTO_TCP, option)
     return described
 
 

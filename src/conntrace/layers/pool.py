@@ -2,8 +2,12 @@
 
 What each hook records in the ledger:
 
+* ``PoolManager.__init__``: where the program made the client or session that owns the
+  manager (``layers.origin``); botocore and requests make their manager when the client or
+  session is made, and its pools, made later at the first request, inherit that origin.
 * ``HTTPConnectionPool.__init__``: a pool (the ledger numbers the pools of each server, so
-  a second one is ``new_pool``).
+  a second one is ``new_pool``), with its origin: its manager's (``PoolManager._new_pool``
+  marks the manager at work), else the pool's own creation's.
 * ``urlopen``: an attempt, inside the current call; a ``urlopen`` made outside any API
   call is a call of its own, and urllib3's retries and redirects (``urlopen`` calling
   itself) are its further attempts.
@@ -22,14 +26,29 @@ What each hook records in the ledger:
 from __future__ import annotations
 
 import http.client
+import sys
 import time
+from contextvars import ContextVar
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import _runtime, ledger
 from .. import attributes as A
 from .._context import current_attempt, current_call, current_setup
-from ..ledger import BROKEN, DISCARDED, KEPT, Attempt, Call, Connection, Event, Pool, Setup
+from ..ledger import (
+    BOTOCORE,
+    BROKEN,
+    DISCARDED,
+    KEPT,
+    Attempt,
+    Call,
+    Connection,
+    Event,
+    Origin,
+    Pool,
+    Setup,
+)
+from . import origin as origins
 from .proxy import proxy_of, replaced_tunnel, setup_server, target_of
 
 if TYPE_CHECKING:
@@ -62,11 +81,21 @@ def pool_of(pool: PoolLike) -> Pool:
     return record
 
 
-def _new_pool(pool: PoolLike) -> Pool:
+def _new_pool(pool: PoolLike, origin: Origin | None = None) -> Pool:
     queue = getattr(pool, "pool", None)
     record = Pool(
         pool.scheme, pool.host, pool.port, getattr(queue, "maxsize", 0) or 0, proxy_of(pool)
     )
+    record.origin = origin
+    call = current_call.get()
+    if call is not None and call.is_api:
+        record.service = str(call.settings.get(A.RPC_SERVICE, ""))
+    # The library the program made it with words the advice; a pool of an API call whose
+    # client is of unknown origin is botocore's.
+    if origin is not None:
+        record.library = origin.library
+    elif record.service:
+        record.library = BOTOCORE
     # A pool made before conntrace was switched on may have made connections already: its
     # next new one is then not its first.
     record.objects = getattr(pool, "num_connections", 0) or 0
@@ -90,17 +119,61 @@ def _ms(nanoseconds: int) -> float:
 
 # --- pool creation -------------------------------------------------------------------------------
 
+# The PoolManager whose ``_new_pool`` is running: its pools inherit its origin.
+_manager_at_work: ContextVar[Any] = ContextVar("conntrace_manager_at_work", default=None)
+
+
+class _ManagerCreation:
+    __slots__ = ("manager", "origin")
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+        self.origin = origins.find(sys._getframe(2))
+
+    def finish(self, result: Any, error: BaseException | None) -> None:
+        if error is None:
+            self.manager._conntrace_origin = self.origin
+
+
+def _start_manager_creation(instance: Any, args: tuple, kwargs: dict) -> _ManagerCreation:
+    return _ManagerCreation(instance)
+
+
+class _ManagerAtWork:
+    __slots__ = ("token",)
+
+    def __init__(self, manager: Any) -> None:
+        self.token = _manager_at_work.set(manager)
+
+    def finish(self, result: Any, error: BaseException | None) -> None:
+        _manager_at_work.reset(self.token)
+
+
+def _start_new_pool(instance: Any, args: tuple, kwargs: dict) -> _ManagerAtWork:
+    return _ManagerAtWork(instance)
+
+
+def _origin_of_new_pool() -> Origin | None:
+    manager = _manager_at_work.get()
+    if manager is None:
+        # A pool the program made itself (urllib3.HTTPConnectionPool, connection_from_url).
+        return origins.find(sys._getframe(2))
+    # None: a manager made before conntrace was switched on; where is not known.
+    found = getattr(manager, "_conntrace_origin", None)
+    return found if isinstance(found, Origin) else None
+
 
 class _PoolCreation:
-    __slots__ = ("pool",)
+    __slots__ = ("origin", "pool")
 
     def __init__(self, pool: PoolLike) -> None:
         self.pool = pool
+        self.origin = _origin_of_new_pool()
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         if error is not None:
             return
-        ledger.pool_created(_new_pool(self.pool))
+        ledger.pool_created(_new_pool(self.pool, self.origin))
 
 
 def _start_pool_creation(instance: Any, args: tuple, kwargs: dict) -> _PoolCreation:
@@ -269,6 +342,23 @@ class _Exchange:
         if closed_by_server:
             attempt.closed_by_server = True
             attempt.events.append(Event(A.EVENT_SERVER_CLOSED, {A.CONNECTION_ID: record.id or 0}))
+        headers = getattr(response, "headers", None)
+        if headers is not None:
+            attempt.keep_alive_timeout_s = _keep_alive_timeout(headers.get("Keep-Alive"))
+
+
+def _keep_alive_timeout(value: str | None) -> float | None:
+    """The ``timeout`` of a ``Keep-Alive: timeout=5, max=100`` header, in seconds."""
+    if not value:
+        return None
+    for part in value.split(","):
+        name, _, number = part.partition("=")
+        if name.strip().lower() == "timeout":
+            try:
+                return float(number.strip())
+            except ValueError:
+                return None
+    return None
 
 
 def _start_exchange(instance: Any, args: tuple, kwargs: dict) -> _Exchange:
@@ -337,6 +427,8 @@ class _Setup:
         setup = self.setup = Setup(
             host, port, reason, pool.max_size if pool else 0, time.time_ns(), proxy
         )
+        if pool is not None:
+            setup.origin = pool.origin
         if mine:
             attempt.setup = setup  # type: ignore[union-attr]
         self.token = current_setup.set(setup)
@@ -387,6 +479,11 @@ def apply(patcher: Patcher, urllib3: ModuleType) -> None:
     patcher.wrap(connection, "HTTPSConnection.connect", setup)
     # A pool the OTLP exporter makes while it exports is not the program's: not recorded.
     patcher.wrap(pool, "HTTPConnectionPool.__init__", hook("pool.__init__", _start_pool_creation))
+    manager = urllib3.poolmanager
+    patcher.wrap(
+        manager, "PoolManager.__init__", hook("pool.manager_init", _start_manager_creation)
+    )
+    patcher.wrap(manager, "PoolManager._new_pool", hook("pool.new_pool", _start_new_pool))
     # The hooks below keep books only, on the exporter's pools too (it makes no attempts).
     for name, start in (
         ("_get_conn", _start_checkout),
