@@ -219,21 +219,31 @@ def _describe_attempt(attempt: Attempt, style: Style) -> tuple[str, str]:
 
 
 _NOTES = {
-    A.EVENT_SERVER_CLOSED: "server closed #{id} after this response (Connection: close)",
-    A.EVENT_CONNECTION_DROPPED: "#{id} was closed by the peer while idle {idle}: reconnecting",
+    A.EVENT_SERVER_CLOSED: "#{id} was closed {how}",
+    A.EVENT_CONNECTION_DROPPED: "#{id} was closed {how}, idle {idle}: reconnecting",
+    A.EVENT_CLIENT_CLOSED: "#{id} was closed {how}: reconnecting",
     A.EVENT_POOL_DISCARDED: "pool full ({size} slots): #{id} discarded",
     A.EVENT_POOL_CREATED: "another connection pool for this host (pool {count})",
+    A.EVENT_CONNECTIONS_NOT_RETURNED: (
+        "{out} connections still out of the pool with no request in progress: "
+        "response bodies not read or closed"
+    ),
 }
 
 
 def _note(event: Event) -> str:
+    from .findings.model import CLOSE_CAUSE_WORDS
+
     attributes = event.attributes
     idle = attributes.get(A.CONNECTION_IDLE_MS)
+    cause = attributes.get(A.CONNECTION_CLOSE_CAUSE)
     return "! " + _NOTES[event.name].format(
         id=attributes.get(A.CONNECTION_ID, "?"),
         idle=format_ms(float(idle), COLUMN) if idle is not None else "",
         size=attributes.get(A.POOL_MAX_SIZE, "?"),
         count=attributes.get(A.POOL_COUNT, "?"),
+        how=CLOSE_CAUSE_WORDS.get(str(cause), "by the peer"),
+        out=attributes.get(A.POOL_CHECKED_OUT, "?"),
     )
 
 
@@ -278,20 +288,18 @@ def _host_lines(stats: HostStats, style: Style) -> list[str]:
         first.append(style.paint(f"failed requests {stats.failed_requests}", "red"))
     ratio = stats.reused / stats.requests if stats.requests else 0.0
     reuse = f"reused {stats.reused} of {stats.requests} requests ({ratio:.0%})"
-    setup_ms = stats.setup_ms_all
-    share = setup_ms / stats.request_ms if stats.request_ms else 0.0
+    # Only the steps that happened: an IP address is not looked up, plain HTTP has no TLS.
     phases = sep.join(
-        f"{name} {format_ms(ms, COLUMN)}"
-        for name, ms in (
-            ("DNS", stats.dns_ms),
-            ("TCP", stats.tcp_ms_all),
-            ("TLS", stats.tls_ms_all),
-        )
+        [f"DNS {format_ms(stats.dns_ms, COLUMN)}" if stats.dns_lookups else "no DNS lookup"]
+        + [f"TCP {format_ms(stats.tcp_ms_all, COLUMN)}"]
+        + ([f"TLS {format_ms(stats.tls_ms_all, COLUMN)}"] if stats.tls_handshakes else [])
     )
     setup = (
-        f"{phases} = {format_ms(setup_ms, COLUMN)}, "
-        f"{share:.0%} of {format_ms(stats.request_ms, COLUMN)} in requests"
+        f"{phases} = {format_ms(stats.setup_ms_all, COLUMN)}, "
+        f"{stats.setup_share:.0%} of {format_ms(stats.request_ms, COLUMN)} in requests"
     )
+    if stats.waited:
+        setup += f"{sep}pool wait {format_ms(stats.pool_wait_ms, COLUMN)}"
     return [sep.join(first), style.paint(reuse, "green" if ratio >= 0.5 else "yellow"), setup]
 
 

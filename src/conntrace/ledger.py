@@ -48,7 +48,10 @@ class Pool:
         "checked_out",
         "discards_pending",
         "errors_pending",
+        "held",
         "host",
+        "in_flight",
+        "kind",
         "max_size",
         "number",
         "objects",
@@ -73,6 +76,12 @@ class Pool:
         self.discards_pending = 0
         self.checked_out = 0
         self.peak = 0
+        # The connections checked out now, and the attempts in progress: connections held
+        # while no attempt needs them were left out by responses never read or closed.
+        self.held: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self.in_flight = 0
+        # What kind of client uses it (the service of its first API call; "" for plain HTTP).
+        self.kind: str | None = None
         # Events that happened when no attempt or call of this pool was in progress (a
         # connection discarded after a body read outside urlopen): its next attempt shows them.
         self.pending: list[Event] = []
@@ -105,7 +114,10 @@ class Connection:
     __slots__ = (
         "__weakref__",
         "checked_out",
+        "close_cause",
         "connected_once",
+        "exchanging",
+        "holder",
         "id",
         "open",
         "opened_ns",
@@ -113,7 +125,7 @@ class Connection:
         "pool",
         "released_ns",
         "requests",
-        "server_closed",
+        "response",
         "setup_context",
     )
 
@@ -126,14 +138,31 @@ class Connection:
         self.open = False
         self.checked_out = False
         self.connected_once = False
-        self.server_closed = False
+        # Why its last TCP connection ended (one of ``A.CLOSE_CAUSES``), once it has.
+        self.close_cause: str | None = None
+        # A request is being sent or its response head read on it now.
+        self.exchanging = False
+        # The label of the call that last took it from the pool.
+        self.holder = ""
+        # The last response read on it (http.client's), while the program holds it: whether
+        # its body was read tells an unread body from a peer's close.
+        self.response: weakref.ref[Any] | None = None
         self.pending_reason: str | None = None
         # The span context of the setup that opened it, when that was traced: reused
         # attempts link to it.
         self.setup_context: SpanContext | None = None
 
     def reason_for_reconnect(self) -> str:
-        return A.REASON_SERVER_CLOSED if self.server_closed else A.REASON_STALE
+        """Why this object opens a new TCP connection: how its last one ended."""
+        cause = self.close_cause
+        if cause in A.CLOSED_BY_SERVER:
+            return A.REASON_SERVER_CLOSED
+        if cause in A.CLOSED_BY_CLIENT:
+            return A.REASON_CLIENT_CLOSED
+        if cause == A.CLOSED_ERROR:
+            return A.REASON_ERROR
+        # Closed by the peer while idle, or closed where conntrace could not see it.
+        return A.REASON_STALE
 
 
 class Step:
@@ -284,6 +313,7 @@ class Attempt:
     __slots__ = (
         "age_ms",
         "call",
+        "close_cause",
         "closed_by_server",
         "connection",
         "end_ns",
@@ -296,6 +326,8 @@ class Attempt:
         "method",
         "pool",
         "reason",
+        "replaced_cause",
+        "unreturned",
         "request_number",
         "resend",
         "reused",
@@ -328,6 +360,13 @@ class Attempt:
         self.error: BaseException | None = None
         self.exchanged = False
         self.closed_by_server = False
+        # How the server closed the connection after this response (``A.CLOSED_BY_SERVER``).
+        self.close_cause: str | None = None
+        # How the connection that this attempt's new one replaced had ended.
+        self.replaced_cause: str | None = None
+        # Opened while no other attempt of its pool was in progress: the labels of the calls
+        # whose connections were still checked out (their responses never read or closed).
+        self.unreturned: tuple[str, ...] = ()
         self.idle_dropped_ms: list[float] = []
         self.events: list[Event] = []
         self.span_id = 0
@@ -480,6 +519,7 @@ def pool_created(pool: Pool) -> None:
 def checked_out(pool: Pool, connection: Connection) -> None:
     connection.checked_out = True
     with _lock:
+        pool.held.add(connection)
         pool.checked_out += 1
         if pool.checked_out > pool.peak:
             pool.peak = pool.checked_out
@@ -491,6 +531,8 @@ def returned(pool: Pool, connection: Connection | None, how: str) -> None:
     with _lock:
         if connection is None or connection.checked_out:
             pool.checked_out = max(pool.checked_out - 1, 0)
+        if connection is not None:
+            pool.held.discard(connection)
         if how == BROKEN:
             pool.errors_pending += 1
         elif how == DISCARDED:
@@ -511,7 +553,8 @@ def connection_opened(setup: Setup, connection: Connection) -> None:
         connection.opened_ns = setup.end_ns
         connection.requests = 0
         connection.open = connection.connected_once = True
-        connection.server_closed = False
+        connection.close_cause = None
+        connection.response = None
         _connections.add(connection)
     else:
         connection.open = False
@@ -542,7 +585,14 @@ def call_started(call: Call) -> None:
     _tell("call_started", call)
 
 
+def attempt_started(attempt: Attempt) -> None:
+    with _lock:
+        attempt.pool.in_flight += 1
+
+
 def attempt_ended(attempt: Attempt) -> None:
+    with _lock:
+        attempt.pool.in_flight = max(attempt.pool.in_flight - 1, 0)
     attempt.ended = True
     if not attempt.end_ns:
         attempt.end_ns = time.time_ns()
