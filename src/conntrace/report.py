@@ -34,7 +34,7 @@ log = logging.getLogger("conntrace")
 
 ENV_REPORT = "CONNTRACE_REPORT"
 ENV_RUN_ID = "CONNTRACE_RUN_ID"
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 SCHEMA_FILE = "report.schema.json"
 EXACT = "exact: every call is counted, whatever the trace sampler keeps"
 

@@ -205,8 +205,9 @@ def _setup_share(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     summary = (
         f"Opening connections to {h.target} took {_duration(h.setup_ms_all)} of the "
         f"{_duration(h.request_ms)} spent in requests ({h.setup_share:.0%}); the "
-        f"{again.setups} opened again took {_duration(again.setup_ms)} ({share:.0%}): DNS "
-        f"{_duration(again.dns_ms)}, TCP {_duration(again.tcp_ms)}"
+        f"{again.setups} opened again took {_duration(again.setup_ms)} ({share:.0%}): "
+        + (f"DNS {_duration(again.dns_ms)}, " if again.dns_lookups else "no DNS lookup, ")
+        + f"TCP {_duration(again.tcp_ms)}"
         + (f", TLS {_duration(again.tls_ms)}." if h.tls_handshakes else ".")
     )
     advice = (
