@@ -327,7 +327,6 @@ class Attempt:
         "pool",
         "reason",
         "replaced_cause",
-        "unreturned",
         "request_number",
         "resend",
         "reused",
@@ -335,6 +334,7 @@ class Attempt:
         "span_id",
         "start_ns",
         "status",
+        "unreturned",
         "url",
         "wait_ms",
     )

@@ -104,7 +104,7 @@ def test_an_ip_address_is_not_looked_up(spans, server):
     urllib3.PoolManager().request("GET", local.url)
 
     [attempt] = spans.attempts
-    setup, children = _tree(spans, attempt)
+    _setup, children = _tree(spans, attempt)
     assert [span.name for span in children] == [f"socket connect 127.0.0.1:{local.port}"]
 
 
