@@ -220,7 +220,8 @@ def _describe_attempt(attempt: Attempt, style: Style) -> tuple[str, str]:
 
 _NOTES = {
     A.EVENT_SERVER_CLOSED: "#{id} was closed {how}",
-    A.EVENT_CONNECTION_DROPPED: "#{id} was closed {how}, idle {idle}: reconnecting",
+    A.EVENT_CONNECTION_DROPPED: "#{id} was closed by the peer while idle {idle} ({peer}): "
+    "reconnecting",
     A.EVENT_CLIENT_CLOSED: "#{id} was closed {how}: reconnecting",
     A.EVENT_POOL_DISCARDED: "pool full ({size} slots): #{id} discarded",
     A.EVENT_POOL_CREATED: "another connection pool for this host (pool {count})",
@@ -244,6 +245,7 @@ def _note(event: Event) -> str:
         count=attributes.get(A.POOL_COUNT, "?"),
         how=CLOSE_CAUSE_WORDS.get(str(cause), "by the peer"),
         out=attributes.get(A.POOL_CHECKED_OUT, "?"),
+        peer="reset" if cause == A.CLOSED_PEER_RESET else "FIN",
     )
 
 

@@ -526,13 +526,17 @@ def checked_out(pool: Pool, connection: Connection) -> None:
     _tell("checked_out", pool)
 
 
-def returned(pool: Pool, connection: Connection | None, how: str) -> None:
-    """A checked-out connection came back (``connection`` None: an error broke it)."""
+def returned(
+    pool: Pool, connection: Connection | None, how: str, broken: Connection | None = None
+) -> None:
+    """A checked-out connection came back (``connection`` None: an error broke ``broken``, the
+    connection of the attempt in progress, if known)."""
     with _lock:
         if connection is None or connection.checked_out:
             pool.checked_out = max(pool.checked_out - 1, 0)
-        if connection is not None:
-            pool.held.discard(connection)
+        gone = connection if connection is not None else broken
+        if gone is not None:
+            pool.held.discard(gone)
         if how == BROKEN:
             pool.errors_pending += 1
         elif how == DISCARDED:

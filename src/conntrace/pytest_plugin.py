@@ -37,8 +37,11 @@ _HINTS = {
     "pool_busy": "every pooled connection was in use: more threads than connections at once",
     "pool_discarded": "an earlier connection was thrown away because the pool was full: "
     "raise max_pool_connections to the number of threads",
-    "server_closed": "the previous response said 'Connection: close'",
+    "server_closed": "the server closed the previous connection after its response "
+    "('Connection: close', or HTTP/1.0 without keep-alive)",
     "stale": "the idle pooled connection had been closed by the peer",
+    "client_closed": "the program closed the previous connection (a response released with "
+    "its body unread, or closed early): read each response to its end",
     "error": "the previous connection broke on an error",
 }
 

@@ -137,7 +137,8 @@ def test_no_reuse_fails_with_the_reason(pytester: pytest.Pytester, server):
             f"E*conntrace: expected at least 1 request to 127.0.0.1:{local.port} to reuse a "
             "connection, saw 0 of 3",
             f"E*3. POST 127.0.0.1:{local.port} -> 200, new (server_closed), connection #*",
-            "E*server_closed: the previous response said 'Connection: close'",
+            "E*server_closed: the server closed the previous connection after its response "
+            "('Connection: close', or HTTP/1.0 without keep-alive)",
         ]
     )
 

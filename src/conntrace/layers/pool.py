@@ -359,7 +359,8 @@ class _Return:
         conn = self.conn
         if conn is None:
             # urllib3 puts an empty slot back when an error broke the connection.
-            ledger.returned(pool, None, BROKEN)
+            attempt = current_attempt.get()
+            ledger.returned(pool, None, BROKEN, attempt.connection if attempt else None)
             return
         connection = connection_of(conn, pool)
         if self.was_open and conn.sock is None and self.pool.pool is not None:
