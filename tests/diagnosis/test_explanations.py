@@ -79,6 +79,19 @@ def test_a_body_read_to_the_end_keeps_the_connection(diagnosed: Diagnosed, serve
     assert diagnosed.findings() == []
 
 
+def test_a_cleared_pool_is_closed_by_the_client(diagnosed: Diagnosed, server):
+    local = server()
+    http = urllib3.PoolManager()
+    for _ in range(3):
+        http.request("GET", local.url)
+        http.clear()
+
+    assert len(local.connections) == 3
+    assert reasons(diagnosed) == {A.REASON_FIRST: 1, A.REASON_NEW_POOL: 2}
+    assert causes(diagnosed) == {A.CLOSED_POOL_CLOSED: 3}
+    assert A.FINDING_IDLE_DROPPED not in diagnosed.ids()
+
+
 @pytest.mark.parametrize(
     ("response", "cause"),
     [
@@ -302,6 +315,8 @@ def test_threads_above_the_pool_size_are_not_unread_bodies(diagnosed: Diagnosed,
 
     assert A.FINDING_POOL_TOO_SMALL in diagnosed.ids()
     assert A.FINDING_BODIES_NOT_CLOSED not in diagnosed.ids()
+    [host] = diagnosed.diagnosis.hosts()
+    assert host["close_causes"][A.CLOSED_POOL_FULL] == host["discarded"] >= 4
 
 
 # --- waiting for a pooled connection -----------------------------------------------------------
