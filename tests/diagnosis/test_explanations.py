@@ -135,6 +135,23 @@ def test_a_server_closing_idle_connections_is_the_peer(diagnosed: Diagnosed, ser
     assert "by the peer while idle (FIN)" in finding.summary
 
 
+def test_a_server_closing_idle_tls_connections_is_the_peer(
+    diagnosed: Diagnosed, tls_server, ca, tmp_path
+):
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    local = tls_server()
+    http = urllib3.PoolManager(ca_certs=str(bundle))
+    http.request("GET", local.url)
+    local.close_idle_connections()
+    let_fin_arrive()
+    http.request("GET", local.url)
+
+    assert reasons(diagnosed) == {A.REASON_FIRST: 1, A.REASON_STALE: 1}
+    assert causes(diagnosed) == {A.CLOSED_PEER_IDLE: 1}
+    assert A.FINDING_IDLE_DROPPED in diagnosed.ids()
+
+
 def test_a_connection_broken_by_an_error_is_the_error(diagnosed: Diagnosed, server):
     answered: list[Request] = []
 
