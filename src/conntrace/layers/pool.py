@@ -464,7 +464,9 @@ def _close_cause(conn: Any, record: Connection) -> str:
 
 def _unread_body(record: Connection) -> str | None:
     response = record.response() if record.response is not None else None
-    if response is not None and not response.isclosed():
+    # http.client closes a response read to its end; one with no body (HEAD, 204) has nothing
+    # to read.
+    if response is not None and not response.isclosed() and response.length != 0:
         return A.CLOSED_UNREAD_BODY
     return None
 
