@@ -140,6 +140,25 @@ def targets(results: dict[str, Any]) -> list[Target]:
                 beside,
             )
         )
+    plain = _variant(results, scenarios.AIOHTTP, variants.PLAIN)
+    conntrace = _variant(results, scenarios.AIOHTTP, variants.CONNTRACE)
+    otel = _variant(results, scenarios.AIOHTTP, variants.OTEL)
+    if conntrace is not None:
+        # The urllib3 layer's target, for the aiohttp layer.
+        beside = (
+            f"; OpenTelemetry aiohttp-client {otel['ratio']:.2f} x ({otel['added_us']:+.0f} µs)"
+            if otel is not None
+            else ""
+        )
+        rows.append(
+            _ratio_row(
+                "aiohttp GET, reused connection: conntrace vs plain",
+                URLLIB3_RATIO,
+                conntrace,
+                plain,
+                beside,
+            )
+        )
     plain = _variant(results, scenarios.HTTPS_NEW, variants.PLAIN)
     conntrace = _variant(results, scenarios.HTTPS_NEW, variants.CONNTRACE)
     if conntrace is not None:

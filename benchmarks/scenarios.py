@@ -10,13 +10,15 @@ BOTOCORE = "botocore"
 URLLIB3 = "urllib3"
 HTTPS_NEW = "https_new"
 HTTP_NEW = "http_new"
-SCENARIOS = (BOTOCORE, URLLIB3, HTTPS_NEW, HTTP_NEW)
+AIOHTTP = "aiohttp"
+SCENARIOS = (BOTOCORE, URLLIB3, HTTPS_NEW, HTTP_NEW, AIOHTTP)
 
 TITLES = {
     BOTOCORE: "botocore DynamoDB GetItem, reused connection",
     URLLIB3: "urllib3 GET, reused connection",
     HTTPS_NEW: "urllib3 GET on a new HTTPS connection (DNS + TCP + TLS)",
     HTTP_NEW: "urllib3 GET on a new HTTP connection (DNS + TCP)",
+    AIOHTTP: "aiohttp GET, reused connection (one request per event-loop run)",
 }
 
 # Fake credentials: the local server checks nothing, and botocore must never look for
@@ -52,6 +54,8 @@ def build(scenario: str, target: Target) -> Operation:
         return _get_on_new_https_connection(target)
     if scenario == HTTP_NEW:
         return _get_on_new_http_connection(target)
+    if scenario == AIOHTTP:
+        return _aiohttp_get(target)
     raise ValueError(f"unknown scenario {scenario!r}")
 
 
@@ -112,5 +116,33 @@ def _get_on_new_https_connection(target: Target) -> Operation:
 
     def get() -> object:
         return pool.request("GET", "/item", headers=_CLOSE).data
+
+    return get
+
+
+def _aiohttp_get(target: Target) -> Operation:
+    import asyncio
+    import atexit
+
+    import aiohttp
+
+    # One loop and one session for the worker's life, as a long-lived asyncio program has;
+    # each call runs one request on the loop (that cost is the same in every variant).
+    loop = asyncio.new_event_loop()
+
+    async def open_session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=1))
+
+    session = loop.run_until_complete(open_session())
+    # Closed at the worker's exit, as a program closes its session.
+    atexit.register(lambda: loop.run_until_complete(session.close()))
+    url = f"http://127.0.0.1:{target.http_port}/item"
+
+    async def request() -> bytes:
+        async with session.get(url) as response:
+            return await response.read()
+
+    def get() -> object:
+        return loop.run_until_complete(request())
 
     return get

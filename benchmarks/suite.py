@@ -7,7 +7,7 @@ What it measures (the issue's targets are checked in ``report.py``):
 
 * ``server``: the local benchmark server alone (raw-socket client, one keep-alive
   connection), so that it is known not to be the bottleneck.
-* ``botocore``, ``urllib3``, ``https_new``: the time per call of one operation, in one
+* ``botocore``, ``urllib3``, ``https_new``, ``aiohttp``: the time per call of one operation, in one
   worker process per variant (``variants.py``: conntrace set up exactly as
   ``conntrace-run`` sets it up, through ``conntrace.sdk.start``), driven in interleaved
   rounds; medians, ratios to the untraced worker of the same run, CPU time of the whole
@@ -48,7 +48,9 @@ from .measure import Worker, compare, interleaved, report_totals
 from .receiver import ReceiverProcess
 from .server import ServerProcess, cpu_seconds, round_trip_seconds
 
-SECTIONS = ("server", "botocore", "urllib3", "https_new", "startup", "memory", "truth", "export")
+SECTIONS = (
+    "server", "botocore", "urllib3", "https_new", "aiohttp", "startup", "memory", "truth", "export",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,18 @@ class Profile:
 PROFILES = {
     "full": Profile(
         rounds=30,
-        calls={scenarios.BOTOCORE: 300, scenarios.URLLIB3: 1000, scenarios.HTTPS_NEW: 100},
-        counted_calls={scenarios.BOTOCORE: 300, scenarios.URLLIB3: 1000, scenarios.HTTPS_NEW: 100},
+        calls={
+            scenarios.BOTOCORE: 300,
+            scenarios.URLLIB3: 1000,
+            scenarios.HTTPS_NEW: 100,
+            scenarios.AIOHTTP: 1000,
+        },
+        counted_calls={
+            scenarios.BOTOCORE: 300,
+            scenarios.URLLIB3: 1000,
+            scenarios.HTTPS_NEW: 100,
+            scenarios.AIOHTTP: 1000,
+        },
         warmup=500,
         server_round_trips=20000,
         startup_rounds=15,
@@ -87,8 +99,18 @@ PROFILES = {
     ),
     "quick": Profile(
         rounds=8,
-        calls={scenarios.BOTOCORE: 100, scenarios.URLLIB3: 300, scenarios.HTTPS_NEW: 30},
-        counted_calls={scenarios.BOTOCORE: 100, scenarios.URLLIB3: 300, scenarios.HTTPS_NEW: 30},
+        calls={
+            scenarios.BOTOCORE: 100,
+            scenarios.URLLIB3: 300,
+            scenarios.HTTPS_NEW: 30,
+            scenarios.AIOHTTP: 300,
+        },
+        counted_calls={
+            scenarios.BOTOCORE: 100,
+            scenarios.URLLIB3: 300,
+            scenarios.HTTPS_NEW: 30,
+            scenarios.AIOHTTP: 300,
+        },
         warmup=200,
         server_round_trips=5000,
         startup_rounds=4,
@@ -102,8 +124,18 @@ PROFILES = {
     # Only proves that every part runs (the tests use it): its figures mean nothing.
     "tiny": Profile(
         rounds=2,
-        calls={scenarios.BOTOCORE: 5, scenarios.URLLIB3: 10, scenarios.HTTPS_NEW: 3},
-        counted_calls={scenarios.BOTOCORE: 5, scenarios.URLLIB3: 10, scenarios.HTTPS_NEW: 3},
+        calls={
+            scenarios.BOTOCORE: 5,
+            scenarios.URLLIB3: 10,
+            scenarios.HTTPS_NEW: 3,
+            scenarios.AIOHTTP: 10,
+        },
+        counted_calls={
+            scenarios.BOTOCORE: 5,
+            scenarios.URLLIB3: 10,
+            scenarios.HTTPS_NEW: 3,
+            scenarios.AIOHTTP: 10,
+        },
         warmup=5,
         server_round_trips=100,
         startup_rounds=1,
@@ -123,6 +155,7 @@ VARIANTS_OF = {
     ),
     scenarios.URLLIB3: (variants.PLAIN, variants.CONNTRACE, variants.DIAGNOSIS, variants.OTEL),
     scenarios.HTTPS_NEW: (variants.PLAIN, variants.CONNTRACE, variants.DIAGNOSIS),
+    scenarios.AIOHTTP: (variants.PLAIN, variants.CONNTRACE, variants.DIAGNOSIS, variants.OTEL),
 }  # fmt: skip
 
 _PACKAGES = (
@@ -130,6 +163,7 @@ _PACKAGES = (
     "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-grpc",
     "opentelemetry-instrumentation", "opentelemetry-instrumentation-botocore",
     "opentelemetry-instrumentation-urllib3", "opentelemetry-distro", "protobuf", "grpcio",
+    "aiohttp", "opentelemetry-instrumentation-aiohttp-client",
 )  # fmt: skip
 
 
@@ -294,7 +328,9 @@ def run(profile_name: str, sections: tuple[str, ...], log: Callable[[str], None]
                 "server_cpu_us": cpu / (part * 10) * 1e6,
             }
             log(f"server alone: {seconds * 1e6:.1f} µs per request")
-        for scenario in (scenarios.BOTOCORE, scenarios.URLLIB3, scenarios.HTTPS_NEW):
+        for scenario in (
+            scenarios.BOTOCORE, scenarios.URLLIB3, scenarios.HTTPS_NEW, scenarios.AIOHTTP,
+        ):  # fmt: skip
             if scenario in sections:
                 results[scenario] = operation_section(scenario, target, profile, directory, log)
         if "startup" in sections:

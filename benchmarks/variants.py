@@ -20,7 +20,7 @@ conntrace's internals become. The terminal view is off: a benchmark has no termi
 * ``conntrace_otlp``: ``conntrace-run --report PATH`` exporting over OTLP/gRPC to a
   receiver in another process (``receiver.py``): the whole cost, export included.
 * ``otel``: OpenTelemetry's own instrumentations (urllib3, and botocore for botocore
-  calls) on the counting provider.
+  calls; aiohttp-client for aiohttp requests) on the counting provider.
 """
 
 from __future__ import annotations
@@ -137,10 +137,15 @@ class Setup:
 
 
 def enable(
-    variant: str, botocore: bool, report: str | None = None, otlp_endpoint: str | None = None
+    variant: str,
+    botocore: bool,
+    report: str | None = None,
+    otlp_endpoint: str | None = None,
+    aiohttp: bool = False,
 ) -> Setup:
-    """Switch ``variant`` on in this process (once). ``botocore`` adds OpenTelemetry's
-    botocore instrumentation to ``otel``; ``report`` is where conntrace writes its report."""
+    """Switch ``variant`` on in this process (once). ``botocore`` and ``aiohttp`` add
+    OpenTelemetry's instrumentation of those to ``otel``; ``report`` is where conntrace
+    writes its report."""
     from opentelemetry import trace
 
     if variant in (PLAIN, CONNTRACE, OTEL):
@@ -154,7 +159,7 @@ def enable(
     if variant == PLAIN:
         return Setup(variant, provider, exporter)
     if variant == OTEL:
-        _otel_instrumentations(provider, botocore)
+        _otel_instrumentations(provider, botocore, aiohttp)
         return Setup(variant, provider, exporter)
     if report is None:
         raise ValueError("conntrace's variants write a report: give its path")
@@ -170,10 +175,14 @@ def enable(
     return Setup(variant, provider, exporter, session)
 
 
-def _otel_instrumentations(provider: TracerProvider, botocore: bool) -> None:
+def _otel_instrumentations(provider: TracerProvider, botocore: bool, aiohttp: bool) -> None:
     from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 
     instrumentors: list[Any] = [URLLib3Instrumentor()]
+    if aiohttp:
+        from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+        instrumentors.append(AioHttpClientInstrumentor())
     if botocore:
         from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 

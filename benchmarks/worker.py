@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         botocore=args.scenario == scenarios.BOTOCORE,
         report=args.report,
         otlp_endpoint=args.otlp,
+        aiohttp=args.scenario == scenarios.AIOHTTP,
     )
     target = scenarios.Target(args.http_port, args.https_port, args.ca_file)
     operation = scenarios.build(args.scenario, target)

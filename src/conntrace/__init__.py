@@ -3,6 +3,10 @@
 ``instrument()`` switches tracing on. Nothing is imported or patched until the program
 imports urllib3 or botocore itself, and importing ``conntrace`` costs next to nothing
 (``conntrace-run`` imports it before it starts the program).
+
+PYTEST_DONT_REWRITE: pytest marks the package of every ``pytest11`` plugin for assertion
+rewriting, and under ``conntrace-run pytest`` this package is imported before pytest
+starts; it holds no ``assert`` to rewrite, so pytest need not warn that it cannot.
 """
 
 from __future__ import annotations

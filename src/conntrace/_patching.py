@@ -37,7 +37,14 @@ class Patcher:
         self._applied.append((parent, attribute, original, patched))
 
     def remove_all(self) -> None:
-        for parent, attribute, original, patched in reversed(self._applied):
+        self.remove_since(0)
+
+    def mark(self) -> int:
+        """Where the patches applied from now on start, for ``remove_since``."""
+        return len(self._applied)
+
+    def remove_since(self, mark: int) -> None:
+        for parent, attribute, original, patched in reversed(self._applied[mark:]):
             current = vars(parent).get(attribute) if isinstance(parent, type) else None
             if current is None:
                 current = getattr(parent, attribute, None)
@@ -45,13 +52,16 @@ class Patcher:
                 setattr(parent, attribute, original)
             else:
                 self._stuck[(id(parent), attribute)] = patched
-        self._applied.clear()
+        del self._applied[mark:]
 
 
 class Layer:
     """One layer of the stack: the module whose import triggers it and how to patch it."""
 
-    def __init__(self, trigger: str, apply: Callable[[Patcher, ModuleType], None]) -> None:
+    def __init__(
+        self, name: str, trigger: str, apply: Callable[[Patcher, ModuleType], None]
+    ) -> None:
+        self.name = name
         self.trigger = trigger
         self._apply = apply
         self._registered = False
@@ -70,9 +80,13 @@ class Layer:
         # submodule is not yet an attribute of its package.
         if not _runtime.active or self.applied:
             return
+        mark = patcher.mark()
         try:
             self._apply(patcher, module)
             self.applied = True
         except Exception:
-            # An exception here would surface as an ImportError in the host program.
-            _runtime.report_internal_error(f"patching {self.trigger}")
+            # An exception here would surface as an ImportError in the host program. A
+            # layer is all or nothing: with one of its targets missing (another version of
+            # the library), its other hooks would record half the facts, and wrong numbers.
+            patcher.remove_since(mark)
+            _runtime.report_internal_error(f"patching {self.name}")

@@ -8,6 +8,7 @@ value may be a token, a password or a signature under any name (``token=``, ``si
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote_plus
 
 REDACTED = "REDACTED"
@@ -47,6 +48,18 @@ def redact_query(query: str, keep: frozenset[str] | None = None) -> str:
         key, sep, _value = pair.partition("=")
         parts.append(f"{key}={REDACTED}" if sep and not (keep and _kept(key, keep)) else pair)
     return "&".join(parts)
+
+
+# "scheme://user:password@": how a proxy's credentials ride in its URL, and so in the
+# messages of the errors urllib3 raises about it (a timeout names the proxy's URL).
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"]+@")
+
+
+def redact_userinfo(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced."""
+    if "@" not in text:
+        return text
+    return _USERINFO.sub(rf"\1{REDACTED}:{REDACTED}@", text)
 
 
 def _host(host: str) -> str:

@@ -22,8 +22,10 @@ tracer: trace.Tracer = trace.NoOpTracer()
 # What conntrace.instrument() was given, for the metrics; None means the global one.
 meter_provider: Any = None
 _reported: set[str] = set()
-# Test-only: every hook fails inside conntrace, to show that the host program never notices.
-inject_faults = False
+# Test-only: called as ``fault(name, "start")`` before a hook's start and ``fault(name,
+# "finish")`` before its finish; it raises where a test wants conntrace to fail, to show
+# that the host program never notices.
+fault: Callable[[str, str], None] | None = None
 
 
 def suppressed() -> bool:
@@ -62,8 +64,8 @@ def hook(name: str, start: Start, makes_spans: bool = True) -> Callable[..., Any
         if not active or (makes_spans and suppressed()):
             return wrapped(*args, **kwargs)
         try:
-            if inject_faults:
-                raise RuntimeError(f"injected fault in {name}")
+            if fault is not None:
+                fault(name, "start")
             probe = start(instance, args, kwargs)
         except Exception:
             report_internal_error(name)
@@ -82,8 +84,45 @@ def hook(name: str, start: Start, makes_spans: bool = True) -> Callable[..., Any
     return wrapper
 
 
+def async_hook(name: str, start: Start, makes_spans: bool = True) -> Callable[..., Any]:
+    """``hook`` for a coroutine function: ``start`` runs when the coroutine starts running
+    (in the task that awaits it, so context variables it sets are that task's) and
+    ``probe.finish`` when the awaited work ends, not when the coroutine object is made."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not active or (makes_spans and suppressed()):
+            return wrapped(*args, **kwargs)
+        return _traced(name, start, wrapped, instance, args, kwargs)
+
+    wrapper.__name__ = f"conntrace_{name}"
+    return wrapper
+
+
+async def _traced(
+    name: str, start: Start, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict
+) -> Any:
+    try:
+        if fault is not None:
+            fault(name, "start")
+        probe = start(instance, args, kwargs)
+    except Exception:
+        report_internal_error(name)
+        probe = None
+    if probe is None:
+        return await wrapped(*args, **kwargs)
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as error:
+        _finish(name, probe, None, error)
+        raise
+    _finish(name, probe, result, None)
+    return result
+
+
 def _finish(name: str, probe: Probe, result: Any, error: BaseException | None) -> None:
     try:
+        if fault is not None:
+            fault(name, "finish")
         probe.finish(result, error)
     except Exception:
         report_internal_error(name)

@@ -22,15 +22,18 @@ def _layer(name: str, trigger: str) -> Layer:
     def apply(patcher: Patcher, module: ModuleType) -> None:
         importlib.import_module(f"conntrace.layers.{name}").apply(patcher, module)
 
-    return Layer(trigger, apply)
+    return Layer(name, trigger, apply)
 
 
-# The pool layer first: the DNS, TCP and TLS layers record into the setups it opens.
+# The pool layer first: the DNS, TCP, TLS and proxy layers record into the setups it opens.
 _LAYERS = (
     _layer("pool", "urllib3"),
     _layer("dns_tcp", "urllib3"),
     _layer("tls", "urllib3"),
+    _layer("proxy", "urllib3"),
     _layer("botocore", "botocore.client"),
+    _layer("aiohttp", "aiohttp"),
+    _layer("aiobotocore", "aiobotocore.client"),
     _layer("awslambda", "awslambdaric.lambda_runtime_client"),
 )
 _patcher = Patcher()

@@ -7,6 +7,8 @@ under the ``conntrace.`` namespace. The README lists this module as a table.
 
 from __future__ import annotations
 
+from typing import Any
+
 # --- OpenTelemetry semantic conventions ----------------------------------------------------------
 HTTP_REQUEST_METHOD = "http.request.method"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
@@ -43,12 +45,29 @@ CONNECTION_REASON = "conntrace.connection.reason"
 CONNECTION_REQUEST_NUMBER = "conntrace.connection.request_number"
 CONNECTION_AGE_MS = "conntrace.connection.age_ms"
 CONNECTION_IDLE_MS = "conntrace.connection.idle_ms"
+# False on a connection opened before conntrace was switched on: its request numbers count
+# from then, and its age is unknown.
+CONNECTION_SETUP_SEEN = "conntrace.connection.setup_seen"
 POOL_WAIT_MS = "conntrace.pool.wait_ms"
 POOL_MAX_SIZE = "conntrace.pool.max_size"
 POOL_COUNT = "conntrace.pool.count"
 POOL_CHECKED_OUT = "conntrace.pool.checked_out"
 # Why a TCP connection ended (one of CLOSE_CAUSES), on the events that say so.
 CONNECTION_CLOSE_CAUSE = "conntrace.connection.close_cause"
+
+# --- conntrace: the proxy a request went through -------------------------------------------------
+# The semantic conventions name the server behind a proxy (server.*) and the proxy's socket
+# address (network.peer.*), but not the proxy as configured (its name and port).
+PROXY_ADDRESS = "conntrace.proxy.address"
+PROXY_PORT = "conntrace.proxy.port"
+
+
+def with_proxy(proxy: tuple[str, int] | None, attributes: dict[str, Any]) -> dict[str, Any]:
+    """``attributes``, naming the proxy the traffic went through, if any."""
+    if proxy is not None:
+        attributes[PROXY_ADDRESS], attributes[PROXY_PORT] = proxy
+    return attributes
+
 
 # --- conntrace: socket options seen on a new TCP connection --------------------------------------
 SOCKET_KEEPALIVE = "conntrace.socket.keepalive"
@@ -70,6 +89,7 @@ SPAN_CONNECTION_SETUP = "HTTP connection_setup"
 SPAN_DNS = "DNS lookup"
 SPAN_CONNECT = "socket connect"
 SPAN_TLS = "TLS client handshake"
+SPAN_PROXY = "HTTP CONNECT tunnel"
 
 # --- span events ---------------------------------------------------------------------------------
 EVENT_POOL_DISCARDED = "conntrace.pool.discarded"

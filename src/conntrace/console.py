@@ -6,7 +6,8 @@ summary prints the diagnosis's per-host counts (the same model as the JSON repor
 findings. Sampling does not change what it shows.
 
 Per host the summary counts calls, HTTP requests, connections opened and why, reuse, and
-the time spent in DNS, TCP and TLS as a share of the time spent in requests.
+the time spent in DNS, TCP, a proxy's CONNECT and TLS as a share of the time spent in
+requests. A host reached through a proxy is named with it ("via proxy host:port").
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import IO, TYPE_CHECKING, ClassVar, TypeVar
 
 from . import attributes as A
 from ._durations import COLUMN, format_ms
-from .ledger import DNS, TCP, Attempt, BaseSink, Call, Event, Step
+from .ledger import DNS, PROXY, TCP, Attempt, BaseSink, Call, Event, Server, Step
 
 if TYPE_CHECKING:
     from .findings import Diagnosis, Finding, HostStats
@@ -182,22 +183,35 @@ def _red(failed: str) -> tuple[str, ...]:
 
 def _describe_step(step: Step, style: Style) -> str:
     details = step.details
+    # A step that reached a proxy (its lookup, the TCP connect, TLS to an HTTPS proxy).
+    to_proxy = " (proxy)" if A.PROXY_ADDRESS in details and step.name != PROXY else ""
     if step.name == DNS:
         answers = details.get(A.DNS_ANSWERS) or ()
         shown = f" {style.arrow} {', '.join(answers)}" if answers else ""
-        return f"DNS {details.get(A.DNS_QUESTION_NAME, '')}{shown}"
+        return f"DNS{to_proxy} {details.get(A.DNS_QUESTION_NAME, '')}{shown}"
     if step.name == TCP:
         peer = details.get(A.NETWORK_PEER_ADDRESS) or details.get(A.SERVER_ADDRESS, "")
         port = details.get(A.NETWORK_PEER_PORT) or details.get(A.SERVER_PORT, "")
-        return f"TCP connect {peer}:{port}"
+        return f"TCP connect{to_proxy} {peer}:{port}"
+    if step.name == PROXY:
+        status = details.get(A.HTTP_RESPONSE_STATUS_CODE)
+        answer = f" {status}" if status else ""
+        via = _via((details.get(A.PROXY_ADDRESS, ""), details.get(A.PROXY_PORT, 0)))
+        target = f"{details.get(A.SERVER_ADDRESS, '')}:{details.get(A.SERVER_PORT, '')}"
+        return f"CONNECT {target}{via}{answer}"
     version = details.get(A.TLS_PROTOCOL_VERSION)
     resumed = " resumed" if details.get(A.TLS_RESUMED) else ""
-    return f"TLS {version} handshake{resumed}" if version else "TLS handshake"
+    shown = f"TLS {version} handshake{resumed}" if version else "TLS handshake"
+    return shown + to_proxy
+
+
+def _via(proxy: Server | None) -> str:
+    return f" via proxy {proxy[0]}:{proxy[1]}" if proxy is not None else ""
 
 
 def _describe_attempt(attempt: Attempt, style: Style) -> tuple[str, str]:
-    pool = attempt.pool
-    head = f"{attempt.method} {pool.host}:{pool.port}"
+    host, port = attempt.server
+    head = f"{attempt.method} {host}:{port}{_via(attempt.proxy)}"
     if attempt.status:
         head += f" {attempt.status}"
     connection = attempt.connection
@@ -212,6 +226,8 @@ def _describe_attempt(attempt: Attempt, style: Style) -> tuple[str, str]:
     else:
         where = f"new #{number}" if number is not None else "new connection"
         how, color = (f"{where} ({attempt.reason})" if attempt.reason else where), "yellow"
+    if attempt.waited:
+        how += f" {style.dot} pool wait {format_ms(attempt.wait_ms or 0.0, COLUMN)}"
     failed = _failure(attempt.error, style)
     if failed or (attempt.status and attempt.status >= 400):
         color = "red"
@@ -258,7 +274,7 @@ def render_summary(
     """The end-of-run summary, one block per host."""
     lines = [style.paint(f"conntrace summary: {title} (pid {os.getpid()})", "bold")]
     for stats in hosts:
-        lines.append(f"  {style.paint(stats.target, 'bold')}")
+        lines.append(f"  {style.paint(stats.target, 'bold')}{_via(stats.proxy)}")
         lines.extend(f"    {line}" for line in _host_lines(stats, style))
     if without_request:
         lines.append(f"  calls answered without an HTTP request: {without_request}")
@@ -294,6 +310,8 @@ def _host_lines(stats: HostStats, style: Style) -> list[str]:
     phases = sep.join(
         [f"DNS {format_ms(stats.dns_ms, COLUMN)}" if stats.dns_lookups else "no DNS lookup"]
         + [f"TCP {format_ms(stats.tcp_ms_all, COLUMN)}"]
+        # Only tunnels have a CONNECT exchange; forwarded requests have none.
+        + ([f"CONNECT {format_ms(stats.proxy_ms_all, COLUMN)}"] if stats.proxy_ms_all else [])
         + ([f"TLS {format_ms(stats.tls_ms_all, COLUMN)}"] if stats.tls_handshakes else [])
     )
     setup = (

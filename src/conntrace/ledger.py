@@ -33,8 +33,15 @@ if TYPE_CHECKING:
 
 Server = tuple[str, int]
 
+# A checkout that took this long waited for a connection to come back to its pool.
+POOL_WAIT_MIN_MS = 1.0
+
 # How a connection came back to its pool.
 KEPT, DISCARDED, BROKEN = "kept", "discarded", "broken"
+
+
+# The libraries whose pools conntrace records.
+URLLIB3, AIOHTTP, AIOBOTOCORE = "urllib3", "aiohttp", "aiobotocore"
 
 
 def default_port(scheme: str) -> int:
@@ -42,7 +49,8 @@ def default_port(scheme: str) -> int:
 
 
 class Pool:
-    """One connection pool: a urllib3 ``HTTPConnectionPool`` (one host, one scheme)."""
+    """One connection pool: a urllib3 ``HTTPConnectionPool`` (one host, one scheme), or an
+    aiohttp connector's connections to one server."""
 
     __slots__ = (
         "checked_out",
@@ -52,20 +60,35 @@ class Pool:
         "host",
         "in_flight",
         "kind",
+        "library",
         "max_size",
         "number",
         "objects",
         "peak",
         "pending",
         "port",
+        "proxy",
         "scheme",
     )
 
-    def __init__(self, scheme: str, host: str, port: int | None, max_size: int) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int | None,
+        max_size: int,
+        proxy: Server | None = None,
+        library: str = URLLIB3,
+    ) -> None:
         self.scheme = scheme
+        # Whose pool it is: the findings word their advice in its settings.
+        self.library = library
         self.host = host
         self.port: int = port or default_port(scheme)
         self.max_size = max_size
+        # The proxy its connections go through: its host is then the target of a CONNECT
+        # tunnel, or the proxy itself for plain HTTP forwarded by it.
+        self.proxy = proxy
         # This pool is the nth for its scheme, host and port in this process (0: unknown,
         # a pool made before conntrace was switched on).
         self.number = 0
@@ -121,12 +144,14 @@ class Connection:
         "id",
         "open",
         "opened_ns",
+        "peer",
         "pending_reason",
         "pool",
         "released_ns",
         "requests",
         "response",
         "setup_context",
+        "setup_seen",
     )
 
     def __init__(self, pool: Pool | None) -> None:
@@ -147,7 +172,11 @@ class Connection:
         # The last response read on it (http.client's), while the program holds it: whether
         # its body was read tells an unread body from a peer's close.
         self.response: weakref.ref[Any] | None = None
+        # False: found open, made before conntrace was switched on (``connection_found``).
+        self.setup_seen = True
         self.pending_reason: str | None = None
+        # The address and port its socket connected to, when that is a proxy's.
+        self.peer: Server | None = None
         # The span context of the setup that opened it, when that was traced: reused
         # attempts link to it.
         self.setup_context: SpanContext | None = None
@@ -166,7 +195,9 @@ class Connection:
 
 
 class Step:
-    """One step of a connection setup: a DNS lookup, a TCP connect, a TLS handshake."""
+    """One step of a connection setup: a DNS lookup, a TCP connect, a proxy's CONNECT
+    exchange, a TLS handshake. Steps taken to reach a proxy (its lookup, the TCP connect to
+    it, TLS to an HTTPS proxy) carry the proxy's address in their details."""
 
     __slots__ = ("details", "end_ns", "error", "name", "start_ns")
 
@@ -193,15 +224,26 @@ class Setup:
         "host",
         "max_size",
         "port",
+        "proxy",
         "reason",
         "span_id",
         "start_ns",
         "steps",
     )
 
-    def __init__(self, host: str, port: int, reason: str, max_size: int, start_ns: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        reason: str,
+        max_size: int,
+        start_ns: int,
+        proxy: Server | None = None,
+    ) -> None:
+        # The server the connection is for: the target of a proxy's tunnel, not the proxy.
         self.host = host
         self.port = port
+        self.proxy = proxy
         self.reason = reason
         self.max_size = max_size
         self.start_ns = start_ns
@@ -214,6 +256,21 @@ class Setup:
     @property
     def ok(self) -> bool:
         return self.connection_id is not None
+
+    def add(self, step: Step) -> None:
+        """Record ``step``; until a proxy's tunnel is open, each step reaches the proxy (its
+        lookup, the TCP connect to it, TLS to an HTTPS proxy), and is labelled so."""
+        if self.proxy is not None and step.name != PROXY and self.tunnel is None:
+            A.with_proxy(self.proxy, step.details)
+        self.steps.append(step)
+
+    @property
+    def tunnel(self) -> Step | None:
+        """The proxy's CONNECT exchange, when the connection is a tunnel through one."""
+        for step in self.steps:
+            if step.name == PROXY:
+                return step
+        return None
 
     @property
     def setup_ms(self) -> float:
@@ -235,8 +292,20 @@ class Setup:
         return self._ms(TLS)
 
     @property
+    def proxy_ms(self) -> float:
+        return self._ms(PROXY)
+
+    @property
     def dns_lookups(self) -> int:
         return sum(1 for step in self.steps if step.name == DNS)
+
+    @property
+    def peer(self) -> Server | None:
+        for step in self.steps:
+            if step.name == TCP and A.NETWORK_PEER_ADDRESS in step.details:
+                details = step.details
+                return details[A.NETWORK_PEER_ADDRESS], details[A.NETWORK_PEER_PORT]
+        return None
 
     @property
     def keepalive(self) -> bool | None:
@@ -246,7 +315,7 @@ class Setup:
         return None
 
 
-DNS, TCP, TLS = "dns", "tcp", "tls"
+DNS, TCP, TLS, PROXY = "dns", "tcp", "tls", "proxy"
 
 
 class Event:
@@ -325,11 +394,13 @@ class Attempt:
         "idle_ms",
         "method",
         "pool",
+        "proxy",
         "reason",
         "replaced_cause",
         "request_number",
         "resend",
         "reused",
+        "server",
         "setup",
         "span_id",
         "start_ns",
@@ -344,6 +415,10 @@ class Attempt:
         self.pool = pool
         self.method = method
         self.url = url
+        # The server the request is for (a proxied request's target, not the proxy), and
+        # the proxy it went through.
+        self.server: Server = (pool.host, pool.port)
+        self.proxy: Server | None = pool.proxy
         self.resend = len(call.attempts)
         self.start_ns = time.time_ns()
         self.end_ns = 0
@@ -376,6 +451,12 @@ class Attempt:
     @property
     def duration_ms(self) -> float:
         return (self.end_ns - self.start_ns) / 1e6
+
+    @property
+    def waited(self) -> bool:
+        """It waited for a connection because its pool's limit was reached (aiohttp records
+        only the waits it queues for; a blocking urllib3 pool times every checkout)."""
+        return self.wait_ms is not None and self.wait_ms >= POOL_WAIT_MIN_MS
 
     @property
     def error_type(self) -> str | None:
@@ -495,25 +576,31 @@ if hasattr(os, "register_at_fork"):  # POSIX only
 
 
 def _tell(fact: str, *args: Any) -> None:
-    """Hand a fact to every reader; a reader's failure is logged once and never spreads."""
+    """Hand a fact to every reader; a reader's failure is logged once, naming the reader and
+    the fact, and never reaches the other readers or the hook that told it."""
     for sink in sinks:
         try:
             getattr(sink, fact)(*args)
         except Exception:
             from ._runtime import report_internal_error
 
-            report_internal_error(f"ledger.{fact}")
+            report_internal_error(f"{type(sink).__name__}.{fact}")
 
 
 # --- facts ---------------------------------------------------------------------------------------
 
 
 def pool_created(pool: Pool) -> None:
+    """A pool was made; a second or later one for its server shows as an event where the
+    program is (a client made again)."""
     with _lock:
         key = (pool.scheme, pool.host, pool.port)
         pool.number = _pools_per_server.get(key, 0) + 1
         _pools_per_server[key] = pool.number
     _tell("pool_created", pool)
+    if pool.number > 1:
+        attributes = {A.SERVER_ADDRESS: pool.host, A.SERVER_PORT: pool.port}
+        place_event(Event(A.EVENT_POOL_CREATED, {**attributes, A.POOL_COUNT: pool.number}), pool)
 
 
 def checked_out(pool: Pool, connection: Connection) -> None:
@@ -559,10 +646,26 @@ def connection_opened(setup: Setup, connection: Connection) -> None:
         connection.open = connection.connected_once = True
         connection.close_cause = None
         connection.response = None
+        connection.setup_seen = True
+        # Only a proxied request's span names its peer: the proxy, not its server.
+        connection.peer = setup.peer if setup.proxy is not None else None
         _connections.add(connection)
     else:
         connection.open = False
     _tell("connection_opened", setup, connection.pool)
+
+
+def connection_found(connection: Connection) -> None:
+    """A connection checked out open that conntrace never saw set up (it was made before
+    conntrace was switched on): it gets an id, and its requests are counted from now."""
+    global _next_connection_id
+    with _lock:
+        _next_connection_id += 1
+        connection.id = _next_connection_id
+    connection.setup_seen = False
+    connection.requests = 0
+    connection.open = connection.connected_once = True
+    _connections.add(connection)
 
 
 def connection_closed(connection: Connection) -> None:

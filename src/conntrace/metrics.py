@@ -21,7 +21,7 @@ from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
 from . import attributes as A
 from . import ledger
-from .ledger import DNS, TCP, Attempt, BaseSink, Connection, Pool, Setup
+from .ledger import DNS, TCP, TLS, Attempt, BaseSink, Connection, Pool, Setup
 
 if TYPE_CHECKING:
     from .findings import Diagnosis
@@ -61,7 +61,8 @@ _CONNECTION_BUCKETS: tuple[float, ...] = (
 )
 _CONNECTION_BUCKETS += (300.0,)
 
-_OpenKey = tuple[str, int, str, str]
+# Server address and port, scheme, state, and the proxy's address and port ("", 0: none).
+_OpenKey = tuple[str, int, str, str, str, int]
 
 
 def _histogram(meter: Meter, name: str, description: str, buckets: Sequence[float]) -> Histogram:
@@ -143,21 +144,24 @@ class ConnectionMetrics(BaseSink):
 
     def attempt_ended(self, attempt: Attempt) -> None:
         if attempt.wait_ms is not None and not self._closed:
-            pool = attempt.pool
+            host, port = attempt.server
             self._queue.record(
                 attempt.wait_ms / 1000.0,
-                {
-                    A.SERVER_ADDRESS: pool.host,
-                    A.SERVER_PORT: pool.port,
-                    A.URL_SCHEME: pool.scheme,
-                    A.HTTP_REQUEST_METHOD: attempt.method,
-                },
+                A.with_proxy(
+                    attempt.proxy,
+                    {
+                        A.SERVER_ADDRESS: host,
+                        A.SERVER_PORT: port,
+                        A.URL_SCHEME: attempt.pool.scheme,
+                        A.HTTP_REQUEST_METHOD: attempt.method,
+                    },
+                ),
             )
 
     def connection_opened(self, setup: Setup, pool: Pool | None) -> None:
         if self._closed:
             return
-        where = {A.SERVER_ADDRESS: setup.host, A.SERVER_PORT: setup.port}
+        where = A.with_proxy(setup.proxy, {A.SERVER_ADDRESS: setup.host, A.SERVER_PORT: setup.port})
         for step in setup.steps:
             error = type(step.error).__qualname__ if step.error is not None else None
             seconds = step.ms / 1000.0
@@ -166,7 +170,7 @@ class ConnectionMetrics(BaseSink):
                 self._dns.record(seconds, _with_error({A.DNS_QUESTION_NAME: name}, error))
             elif step.name == TCP:
                 self._connect.record(seconds, _with_error(dict(where), error))
-            else:
+            elif step.name == TLS:
                 attributes = dict(where)
                 version = step.details.get(A.TLS_PROTOCOL_VERSION)
                 if version:
@@ -175,7 +179,8 @@ class ConnectionMetrics(BaseSink):
 
     def connection_closed(self, connection: Connection, closed_ns: int) -> None:
         pool = connection.pool
-        if self._closed or pool is None or connection.id is None:
+        if self._closed or pool is None or connection.id is None or not connection.setup_seen:
+            # Not set up under conntrace: when it opened is unknown.
             return
         seconds = max(closed_ns - connection.opened_ns, 0) / 1e9
         self._duration.record(seconds, _pool_attributes(pool))
@@ -185,7 +190,9 @@ class ConnectionMetrics(BaseSink):
     def _observe_requests(self, options: CallbackOptions) -> Iterable[Observation]:
         observations = []
         for host in self._diagnosis.host_stats():
-            where: dict[str, Any] = {A.SERVER_ADDRESS: host.host, A.SERVER_PORT: host.port}
+            where = A.with_proxy(
+                host.proxy, {A.SERVER_ADDRESS: host.host, A.SERVER_PORT: host.port}
+            )
             for reused, count in ((True, host.reused), (False, host.requests - host.reused)):
                 if count:
                     observations.append(Observation(count, {**where, A.CONNECTION_REUSED: reused}))
@@ -195,11 +202,14 @@ class ConnectionMetrics(BaseSink):
         return [
             Observation(
                 count,
-                {
-                    A.SERVER_ADDRESS: host.host,
-                    A.SERVER_PORT: host.port,
-                    A.CONNECTION_REASON: reason,
-                },
+                A.with_proxy(
+                    host.proxy,
+                    {
+                        A.SERVER_ADDRESS: host.host,
+                        A.SERVER_PORT: host.port,
+                        A.CONNECTION_REASON: reason,
+                    },
+                ),
             )
             for host in self._diagnosis.host_stats()
             for reason, count in host.opened.items()
@@ -215,27 +225,30 @@ class ConnectionMetrics(BaseSink):
             if pool is None:
                 continue
             usage = A.CONNECTION_STATE_ACTIVE if state.checked_out else A.CONNECTION_STATE_IDLE
-            counts[(pool.host, pool.port, pool.scheme, usage)] += 1
+            proxy = pool.proxy or ("", 0)
+            counts[(pool.host, pool.port, pool.scheme, usage, *proxy)] += 1
         with self._lock:
             self._open_keys.update(counts)
             keys = sorted(self._open_keys)
         return [
             Observation(
                 counts.get(key, 0),
-                {
-                    A.SERVER_ADDRESS: key[0],
-                    A.SERVER_PORT: key[1],
-                    A.URL_SCHEME: key[2],
-                    A.HTTP_CONNECTION_STATE: key[3],
-                },
+                A.with_proxy(
+                    (key[4], key[5]) if key[4] else None,
+                    {
+                        A.SERVER_ADDRESS: key[0],
+                        A.SERVER_PORT: key[1],
+                        A.URL_SCHEME: key[2],
+                        A.HTTP_CONNECTION_STATE: key[3],
+                    },
+                ),
             )
             for key in keys
         ]
 
 
 def _pool_attributes(pool: Pool) -> dict[str, Any]:
-    return {
-        A.SERVER_ADDRESS: pool.host,
-        A.SERVER_PORT: pool.port,
-        A.URL_SCHEME: pool.scheme,
-    }
+    return A.with_proxy(
+        pool.proxy,
+        {A.SERVER_ADDRESS: pool.host, A.SERVER_PORT: pool.port, A.URL_SCHEME: pool.scheme},
+    )

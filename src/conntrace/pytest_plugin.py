@@ -6,23 +6,27 @@ more (no OpenTelemetry SDK, no botocore) until a test asks for the fixture.
 
 The recorder reads the connection ledger for the duration of one test, with a diagnosis
 of that test alone. With conntrace off, the fixture switches it on for the test (without
-spans), so each test starts with no pools and no connections known. With conntrace already
-on (``conntrace-run pytest``), a pool made by an earlier test counts, and a new client for
-the same host opens its first connection as ``new_pool``.
+spans); with conntrace already on (``conntrace-run pytest``), it listens alongside the run.
+Either way its reasons are the test's own: the first pool of the test that opens a
+connection to a server opens it as ``first``, any other pool's first one is ``new_pool``,
+whatever pools earlier tests (or session fixtures) made for that server.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
 
-from .ledger import BaseSink
+from . import attributes as A
+from .ledger import BaseSink, Server
 
 if TYPE_CHECKING:
     from .findings import Diagnosis, Finding
@@ -31,19 +35,42 @@ if TYPE_CHECKING:
 
 # What each reason for a new connection says to do (the README's table).
 _HINTS = {
-    "first": "the first connection of a pool: expected once per client and host",
-    "new_pool": "a client (and its pool) was created again for a host that already had one: "
-    "create the client once and reuse it",
-    "pool_busy": "every pooled connection was in use: more threads than connections at once",
-    "pool_discarded": "an earlier connection was thrown away because the pool was full: "
+    A.REASON_FIRST: "the first connection of a pool: expected once per client and host",
+    A.REASON_NEW_POOL: "a client (and its pool) was created again for a host that already had "
+    "one: create the client once and reuse it",
+    A.REASON_POOL_BUSY: "every pooled connection was in use: more threads than connections at once",
+    A.REASON_POOL_DISCARDED: "an earlier connection was thrown away because the pool was full: "
     "raise max_pool_connections to the number of threads",
-    "server_closed": "the server closed the previous connection after its response "
+    A.REASON_SERVER_CLOSED: "the server closed the previous connection after its response "
     "('Connection: close', or HTTP/1.0 without keep-alive)",
-    "stale": "the idle pooled connection had been closed by the peer",
-    "client_closed": "the program closed the previous connection (a response released with "
-    "its body unread, or closed early): read each response to its end",
-    "error": "the previous connection broke on an error",
+    A.REASON_STALE: "the idle pooled connection had been closed by the peer",
+    A.REASON_CLIENT_CLOSED: "the program closed the previous connection (a response released "
+    "with its body unread, or closed early): read each response to its end",
+    A.REASON_ERROR: "the previous connection broke on an error",
 }
+# A new pool's first connection: which of the two is decided per test (see the docstring).
+_POOL_REASONS = (A.REASON_FIRST, A.REASON_NEW_POOL)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _known_keywords(method: F) -> F:
+    """Reject a mistyped keyword with the valid ones listed (Python's own TypeError names
+    only the wrong one)."""
+    valid = [name for name in inspect.signature(method).parameters if name != "self"]
+
+    @functools.wraps(method)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            raise TypeError(
+                f"conntrace: {method.__name__}() has no argument {', '.join(unknown)}; "
+                f"valid: {', '.join(valid)}"
+            )
+        return method(self, *args, **kwargs)
+
+    return checked  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -127,31 +154,40 @@ class Recorder(BaseSink):
         self.calls: list[Call] = []
         self.requests: list[Request] = []
         self.connections: list[Connection] = []
+        # Per server, the pool that opened this test's first connection to it.
+        self._first_pools: dict[Server, Pool] = {}
         self._lock = threading.Lock()
+
+    def _reason(self, reason: str | None, pool: Pool | None) -> str | None:
+        """The reason as this test sees it (call with the lock held)."""
+        if reason not in _POOL_REASONS or pool is None:
+            return reason
+        first = self._first_pools.setdefault(pool.server, pool)
+        return A.REASON_FIRST if first is pool else A.REASON_NEW_POOL
 
     # --- read from the ledger ------------------------------------------------------------
 
     def attempt_ended(self, attempt: Attempt) -> None:
-        pool = attempt.pool
+        host, port = attempt.server
         connection = attempt.connection
-        request = Request(
-            pool.host,
-            pool.port,
-            attempt.method,
-            attempt.status,
-            attempt.reused,
-            attempt.reason,
-            connection.id if connection is not None and attempt.request_number else None,
-        )
         with self._lock:
+            request = Request(
+                host,
+                port,
+                attempt.method,
+                attempt.status,
+                attempt.reused,
+                self._reason(attempt.reason, attempt.pool),
+                connection.id if connection is not None and attempt.request_number else None,
+            )
             self.requests.append(request)
 
     def connection_opened(self, setup: Setup, pool: Pool | None) -> None:
         if setup.connection_id is None:
             return
-        connection = Connection(setup.host, setup.port, setup.reason, setup.connection_id)
         with self._lock:
-            self.connections.append(connection)
+            reason = self._reason(setup.reason, pool) or setup.reason
+            self.connections.append(Connection(setup.host, setup.port, reason, setup.connection_id))
 
     def call_ended(self, call: LedgerCall) -> None:
         if not call.is_api:
@@ -186,6 +222,7 @@ class Recorder(BaseSink):
 
     # --- asserting ----------------------------------------------------------------------------
 
+    @_known_keywords
     def assert_connections(
         self,
         server: str | None = None,
@@ -195,6 +232,12 @@ class Recorder(BaseSink):
     ) -> None:
         """Exactly ``opened`` connections were opened (to ``server``), for these ``reasons``."""
         __tracebackhide__ = True
+        unknown = sorted(set(reasons or ()) - set(A.REASONS))
+        if unknown:
+            raise ValueError(
+                f"conntrace: unknown reason {', '.join(map(repr, unknown))} in reasons=; "
+                f"valid reasons: {', '.join(A.REASONS)}"
+            )
         matches = _Server(server)
         seen = self.opened(server)
         total = sum(seen.values())
@@ -209,6 +252,7 @@ class Recorder(BaseSink):
         if problems:
             raise AssertionError(self._explain(problems, matches, seen))
 
+    @_known_keywords
     def assert_reused(
         self, server: str | None = None, *, count: int | None = None, at_least: int | None = None
     ) -> None:
@@ -226,6 +270,7 @@ class Recorder(BaseSink):
         problem = f"expected {wanted} {matches} to reuse a connection, saw {reused} of {requests}"
         raise AssertionError(self._explain([problem], matches, self.opened(server)))
 
+    @_known_keywords
     def assert_calls(
         self, operation: str | None = None, *, count: int | None = None, attempts: int | None = None
     ) -> None:

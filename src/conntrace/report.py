@@ -190,7 +190,7 @@ def _sections_of(path: str, run_id: str) -> list[dict[str, Any]]:
 # Per host, these keys are the largest any process saw, these name the host; every other
 # number adds up.
 _LARGEST = {"pool_max_size", "max_concurrency"}
-_SAME = {"server_address", "server_port"}
+_SAME = {"server_address", "server_port", "proxy_address", "proxy_port"}
 
 
 def _sum(values: Sequence[Any], key: str = "") -> Any:

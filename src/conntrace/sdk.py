@@ -239,13 +239,20 @@ class _ExportGuard:
     The OTLP exporters log every retry and failure themselves, and the SDK's batch
     processor logs every span it drops from a full queue; while conntrace owns the
     exporter, those records are counted here instead, and the last one gives the reason.
+    Every span that ended is either delivered (an export the collector accepted), on its
+    way when the count is made, or dropped: from a full queue, in a failed export, or
+    still queued when time ran out at exit.
     """
 
     def __init__(self, endpoint: str, protocol: str) -> None:
         self.endpoint = endpoint
         self.protocol = protocol
         self.failures = 0
-        self.dropped = 0
+        # Spans the batch processor dropped from its full queue.
+        self.queue_full = 0
+        self.ended = 0
+        self.delivered = 0
+        self.sending = 0
         self.deadline: float | None = None
         self.reason = ""
         self._warned = False
@@ -272,14 +279,45 @@ class _ExportGuard:
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
+    def after_fork(self) -> None:
+        # A forked child counts and reports its own spans, not its parent's.
+        self._lock = threading.Lock()
+        self.failures = self.queue_full = self.ended = self.delivered = self.sending = 0
+        self._warned = False
+
+    def span_ended(self) -> None:
+        with self._lock:
+            self.ended += 1
+
+    def sent(self, count: int) -> None:
+        with self._lock:
+            self.sending += count
+
+    def answered(self, count: int, delivered: bool) -> None:
+        with self._lock:
+            self.sending -= count
+            if delivered:
+                self.delivered += count
+
+    @property
+    def dropped(self) -> int:
+        with self._lock:
+            return self.ended - self.delivered - self.sending
+
     def report_drops(self) -> None:
-        if self.dropped:
-            log.warning(
-                "conntrace: %d spans dropped: the export queue was full (collector at %s "
-                "slow or down); raise OTEL_BSP_MAX_QUEUE_SIZE to keep more",
-                self.dropped,
-                self.endpoint,
-            )
+        """One line at exit when the queue overflowed, with every span lost counted; a
+        failing collector has had its line already."""
+        if not self.queue_full:
+            return
+        dropped, sending = self.dropped, self.sending
+        log.warning(
+            "conntrace: %d spans dropped of %d: the export queue was full (collector at %s "
+            "slow or down)%s; raise OTEL_BSP_MAX_QUEUE_SIZE to keep more",
+            dropped,
+            self.ended,
+            self.endpoint,
+            f", and {sending} more were on their way when time ran out" if sending else "",
+        )
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -314,7 +352,7 @@ class _DropCounter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if str(record.msg).startswith("Queue full"):
-            self.guard.dropped += 1
+            self.guard.queue_full += 1
             return False
         return True
 
@@ -374,11 +412,15 @@ class _LazyExporter(SpanExporter):  # type: ignore[misc]
         exporter = self._build()
         if exporter is None:
             return SpanExportResult.FAILURE
+        self._guard.sent(len(spans))
+        result = SpanExportResult.FAILURE
         try:
             result = exporter.export(spans)
         except Exception as error:
             self._guard.failed(f"{type(error).__name__}: {error}")
             return SpanExportResult.FAILURE
+        finally:
+            self._guard.answered(len(spans), result is SpanExportResult.SUCCESS)
         if result is not SpanExportResult.SUCCESS:
             self._guard.failed()
         return result
@@ -393,11 +435,19 @@ class _LazyExporter(SpanExporter):  # type: ignore[misc]
 
 
 class _WarmUp(SpanProcessor):  # type: ignore[misc]
-    def __init__(self, exporter: _LazyExporter) -> None:
+    """Builds the exporter when the first span starts, and counts the spans sent to it."""
+
+    def __init__(self, exporter: _LazyExporter, guard: _ExportGuard) -> None:
         self._exporter = exporter
+        self._guard = guard
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         self._exporter.warm()
+
+    def on_end(self, span: Any) -> None:
+        # What the batch processor takes: only sampled spans are exported.
+        if span.context.trace_flags.sampled:
+            self._guard.span_ended()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         # The SDK's own default returns None, which older SDKs (1.41, the newest for
@@ -472,9 +522,10 @@ def _new_provider(config: Config) -> tuple[Any, _ExportGuard | None]:
             # an exporter first needed at exit could not be built. Importing it costs ~8 ms.
             import opentelemetry.sdk._logs  # noqa: F401
         exporter = _LazyExporter(lambda: _otlp_exporter(config, "traces"), guard)
-        provider.add_span_processor(_WarmUp(exporter))
+        provider.add_span_processor(_WarmUp(exporter, guard))
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=exporter.after_fork)
+            os.register_at_fork(after_in_child=guard.after_fork)
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider, guard
 

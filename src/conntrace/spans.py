@@ -30,8 +30,8 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from . import _runtime
 from . import attributes as A
 from ._context import current_attempt
-from ._redact import full_url
-from .ledger import DNS, TCP, Attempt, BaseSink, Call, Event, Pool, Setup, Step
+from ._redact import full_url, redact_userinfo
+from .ledger import DNS, PROXY, TCP, Attempt, BaseSink, Call, Event, Pool, Setup, Step
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -210,14 +210,21 @@ class _Build:
         attributes: dict[str, Any] = {
             A.HTTP_REQUEST_METHOD: attempt.method,
             A.URL_FULL: full_url(pool.scheme, pool.host, pool.port, attempt.url),
-            A.SERVER_ADDRESS: pool.host,
-            A.SERVER_PORT: pool.port,
+            A.SERVER_ADDRESS: attempt.server[0],
+            A.SERVER_PORT: attempt.server[1],
         }
+        connection = attempt.connection
+        if attempt.proxy is not None:
+            A.with_proxy(attempt.proxy, attributes)
+            if connection is not None and connection.peer is not None:
+                # The socket's other end is the proxy, not the server.
+                attributes[A.NETWORK_PEER_ADDRESS], attributes[A.NETWORK_PEER_PORT] = (
+                    connection.peer
+                )
         if attempt.resend:
             attributes[A.HTTP_REQUEST_RESEND_COUNT] = attempt.resend
         if attempt.wait_ms is not None:
             attributes[A.POOL_WAIT_MS] = attempt.wait_ms
-        connection = attempt.connection
         links: tuple[Link, ...] = ()
         if attempt.exchanged:
             attributes[A.CONNECTION_REUSED] = attempt.reused
@@ -226,7 +233,10 @@ class _Build:
             if connection is not None and attempt.request_number:
                 attributes[A.CONNECTION_ID] = connection.id
                 attributes[A.CONNECTION_REQUEST_NUMBER] = attempt.request_number
-                attributes[A.CONNECTION_AGE_MS] = attempt.age_ms
+                if attempt.age_ms is not None:
+                    attributes[A.CONNECTION_AGE_MS] = attempt.age_ms
+                if not connection.setup_seen:
+                    attributes[A.CONNECTION_SETUP_SEEN] = False
         if attempt.idle_ms is not None:
             attributes[A.CONNECTION_IDLE_MS] = attempt.idle_ms
         if attempt.reused and connection is not None and connection.setup_context is not None:
@@ -252,6 +262,7 @@ class _Build:
             A.SERVER_PORT: setup.port,
             A.CONNECTION_REASON: setup.reason,
         }
+        A.with_proxy(setup.proxy, attributes)
         if setup.max_size:
             attributes[A.POOL_MAX_SIZE] = setup.max_size
         if setup.connection_id is not None:
@@ -273,10 +284,17 @@ class _Build:
             peer = details.get(A.NETWORK_PEER_ADDRESS) or details.get(A.SERVER_ADDRESS, "")
             port = details.get(A.NETWORK_PEER_PORT) or details.get(A.SERVER_PORT, "")
             name = f"{A.SPAN_CONNECT} {peer}:{port}"
+        elif step.name == PROXY:
+            target = f"{details.get(A.SERVER_ADDRESS, '')}:{details.get(A.SERVER_PORT, '')}"
+            name = f"{A.SPAN_PROXY} {target}"
         else:
             name = f"{A.SPAN_TLS} {details.get(A.TLS_SERVER_NAME, '')}".rstrip()
         attributes = dict(details)
         status = _failed(step.error, attributes, None, step.end_ns)
+        answer = details.get(A.HTTP_RESPONSE_STATUS_CODE)
+        if answer is not None and answer >= 400:
+            # The proxy answered (407: credentials refused): its status is the error.
+            attributes[A.ERROR_TYPE] = str(answer)
         self.span(
             name, self.context(_new_span_id()), parent, SpanKind.INTERNAL, step.start_ns,
             step.end_ns, attributes, (), (), status,
@@ -293,22 +311,24 @@ def _failed(
     if error is None:
         return _OK
     attributes[A.ERROR_TYPE] = type(error).__qualname__
+    # urllib3 names a proxy by its URL in its errors, credentials and all.
+    message = redact_userinfo(str(error))
     if events is not None:
         events.append(
             SpanEvent(
                 A.EVENT_EXCEPTION,
                 {
                     A.EXCEPTION_TYPE: type(error).__name__,
-                    A.EXCEPTION_MESSAGE: str(error),
-                    A.EXCEPTION_STACKTRACE: "".join(
-                        traceback.format_exception(type(error), error, error.__traceback__)
+                    A.EXCEPTION_MESSAGE: message,
+                    A.EXCEPTION_STACKTRACE: redact_userinfo(
+                        "".join(traceback.format_exception(type(error), error, error.__traceback__))
                     ),
                     "exception.escaped": "False",
                 },
                 time_ns,
             )
         )
-    return Status(StatusCode.ERROR, str(error))
+    return Status(StatusCode.ERROR, message)
 
 
 def _new_span_id() -> int:

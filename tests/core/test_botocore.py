@@ -7,7 +7,11 @@ import threading
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import conntrace
 from conntrace import attributes as A
 
 from ..conftest import create_table, dynamodb
@@ -224,3 +228,42 @@ def test_opentelemetry_botocore_span_is_enriched_not_duplicated(spans, server):
     [attempt] = spans.attempts
     assert attempt.parent.span_id == call.context.span_id
     assert attempt.attributes[A.CONNECTION_REASON] == A.REASON_FIRST
+
+
+@pytest.mark.parametrize("first", ["opentelemetry", "conntrace"])
+def test_opentelemetry_botocore_span_gets_the_attempts_whichever_is_instrumented_first(
+    server, first
+):
+    """Instrumented before conntrace, OpenTelemetry's botocore hook opens its span inside
+    conntrace's and ends it first: the span still gets the settings and the attempts."""
+    from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = BotocoreInstrumentor()
+    local = server(respond=statuses(500))
+    order = [
+        (lambda: instrumentor.instrument(tracer_provider=provider), instrumentor.uninstrument),
+        (lambda: conntrace.instrument(tracer_provider=provider), conntrace.uninstrument),
+    ]
+    if first == "conntrace":
+        order.reverse()
+    try:
+        for instrument, _ in order:
+            instrument()
+        dynamodb(local.url, retries={"mode": "standard", "max_attempts": 3}).list_tables()
+    finally:
+        for _, uninstrument in reversed(order):
+            uninstrument()
+
+    spans = exporter.get_finished_spans()
+    [call] = [span for span in spans if span.attributes.get(A.RPC_METHOD) == "ListTables"]
+    assert call.instrumentation_scope.name.startswith("opentelemetry.instrumentation.botocore")
+    assert call.attributes[A.AWS_ATTEMPTS] == 2
+    assert call.attributes[A.AWS_MAX_ATTEMPTS] == 4
+    assert call.attributes[A.AWS_MAX_POOL_CONNECTIONS] == 10
+    attempts = [span for span in spans if A.HTTP_REQUEST_METHOD in span.attributes]
+    assert [a.attributes[A.HTTP_RESPONSE_STATUS_CODE] for a in attempts] == [500, 200]
+    assert {a.parent.span_id for a in attempts} == {call.context.span_id}
+    assert len(local.requests) == 2

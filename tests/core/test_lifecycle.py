@@ -145,3 +145,58 @@ def test_registered_as_an_opentelemetry_instrumentor(server):
         instrumentor.uninstrument()
     assert not conntrace.is_instrumented()
     assert [s.name for s in exporter.get_finished_spans()][-1] == "GET"
+
+
+def test_connections_made_before_instrument_get_an_id_and_say_their_setup_was_not_seen(
+    server, spans_off, caplog
+):
+    """A pool and its connections from before ``instrument()``: reused attempts on them
+    carry a connection id and request numbers counted from then, no age (unknown), and
+    ``setup_seen`` false; a new connection of that pool is not called its first."""
+    local = server()
+    http = urllib3.PoolManager(maxsize=2)
+    for _ in range(2):
+        assert http.request("GET", local.url).status == 200
+    spans = spans_off.enable()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            assert http.request("GET", local.url).status == 200
+        # Two at once: the pool's second connection, opened under conntrace.
+        pool = http.connection_from_url(local.url)
+        first = pool._get_conn()
+        second = pool.urlopen("GET", "/", preload_content=True)
+        pool._put_conn(first)
+        assert second.status == 200
+    conntrace.uninstrument()
+
+    attempts = spans.attempts
+    assert len(attempts) == 4
+    old = [a.attributes for a in attempts[:3]]
+    assert [a[A.CONNECTION_REUSED] for a in old] == [True, True, True]
+    assert {a[A.CONNECTION_ID] for a in old} == {1}
+    # Counted since conntrace saw it: the server saw two requests on it before.
+    assert [a[A.CONNECTION_REQUEST_NUMBER] for a in old] == [1, 2, 3]
+    assert [a[A.CONNECTION_SETUP_SEEN] for a in old] == [False, False, False]
+    assert not [a for a in old if A.CONNECTION_AGE_MS in a]
+    new = attempts[3].attributes
+    assert new[A.CONNECTION_REUSED] is False
+    assert new[A.CONNECTION_REASON] == A.REASON_POOL_BUSY
+    assert new[A.CONNECTION_ID] == 2 and new[A.CONNECTION_REQUEST_NUMBER] == 1
+    assert A.CONNECTION_SETUP_SEEN not in new and new[A.CONNECTION_AGE_MS] >= 0
+    assert len(local.connections) == 2 and len(local.requests) == 6
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_connections_opened_while_suppressed_are_not_found_later(server, spans):
+    """An exporter's connections are set up under suppression: reusing them does not make
+    them look like connections from before instrument()."""
+    local = server()
+    http = urllib3.PoolManager()
+    with suppress_instrumentation():
+        for _ in range(3):
+            assert http.request("GET", local.url).status == 200
+    pooled = http.connection_from_url(local.url).pool.queue
+    assert [conn._conntrace.id for conn in pooled if conn is not None] == [None]
+    assert urllib3.PoolManager().request("GET", local.url).status == 200
+    [attempt] = spans.attempts
+    assert attempt.attributes[A.CONNECTION_ID] == 1

@@ -13,6 +13,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import conntrace
+from conntrace import attributes as A
 from conntrace import findings
 
 pytest_plugins = ["pytester"]
@@ -33,10 +34,10 @@ def client():
 INNER_OPTIONS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 
 
-def run(pytester: pytest.Pytester, url: str, body: str) -> pytest.RunResult:
+def run(pytester: pytest.Pytester, url: str, body: str, *options: str) -> pytest.RunResult:
     source = HEADER.format(url=url) + textwrap.dedent(body)
     pytester.makepyfile(test_inner=source)
-    return pytester.runpytest(*INNER_OPTIONS)
+    return pytester.runpytest(*INNER_OPTIONS, *options)
 
 
 def test_the_plugin_is_a_pytest11_entry_point(pytester: pytest.Pytester):
@@ -284,3 +285,83 @@ def test_conntrace_on_without_a_diagnosis_still_records(pytester: pytest.Pyteste
         conntrace.uninstrument()
         provider.shutdown()
     result.assert_outcomes(passed=1)
+
+
+def test_a_mistyped_reason_or_keyword_is_rejected_with_the_valid_ones(
+    pytester: pytest.Pytester, server
+):
+    result = run(
+        pytester,
+        server().url,
+        """
+        import pytest
+
+        def test_mistyped_reason(conntrace_recorder):
+            client().list_tables()
+            with pytest.raises(ValueError) as caught:
+                conntrace_recorder.assert_connections(URL, reasons={"frist": 1})
+            print("REASON:", caught.value)
+
+        def test_mistyped_keyword(conntrace_recorder):
+            with pytest.raises(TypeError) as caught:
+                conntrace_recorder.assert_connections(URL, open=1)
+            print("KEYWORD:", caught.value)
+            with pytest.raises(TypeError) as caught:
+                conntrace_recorder.assert_reused(URL, cuont=1)
+            print("KEYWORD:", caught.value)
+        """,
+        "-s",
+    )
+    result.assert_outcomes(passed=2)
+    valid = ", ".join(A.REASONS)
+    assert valid.startswith("first, new_pool, ")
+    result.stdout.fnmatch_lines(
+        [
+            f"*REASON: conntrace: unknown reason 'frist' in reasons=; valid reasons: {valid}",
+            "*KEYWORD: conntrace: assert_connections() has no argument open; "
+            "valid: server, opened, reasons",
+            "KEYWORD: conntrace: assert_reused() has no argument cuont; "
+            "valid: server, count, at_least",
+        ]
+    )
+
+
+def test_under_a_traced_run_a_pool_from_before_the_test_leaves_first_first(
+    pytester: pytest.Pytester, server
+):
+    """A session fixture's client made the server's first pool: the test's own client still
+    opens its first connection as ``first``, as it does with conntrace off."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    conntrace.instrument(tracer_provider=provider)
+    shared = findings.install(metrics=False, report=False)
+    try:
+        local = server()
+        body = """
+            import pytest
+
+            @pytest.fixture(scope="session")
+            def warm():
+                client().list_tables()
+
+            def test_own_client(warm, conntrace_recorder):
+                dynamodb = client()
+                for _ in range(3):
+                    dynamodb.list_tables()
+                client().list_tables()
+                conntrace_recorder.assert_connections(
+                    URL, opened=2, reasons={"first": 1, "new_pool": 1}
+                )
+                assert [r.reason for r in conntrace_recorder.requests] == [
+                    "first", None, None, "new_pool"
+                ]
+            """
+        traced = run(pytester, local.url, body)
+        # The run itself saw three pools for the server.
+        [host] = shared.hosts()
+        assert host["connections_opened"]["new_pool"] == 2
+    finally:
+        conntrace.uninstrument()
+        shared.close()
+        provider.shutdown()
+    traced.assert_outcomes(passed=1)
+    run(pytester, local.url, body).assert_outcomes(passed=1)

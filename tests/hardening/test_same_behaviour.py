@@ -169,7 +169,12 @@ def test_every_hook_failing_changes_nothing_and_warns_once_each(
 
     plain = workload()
     spans = spans_off.enable()
-    monkeypatch.setattr(_runtime, "inject_faults", True)
+
+    def fail_every_start(name: str, phase: str) -> None:
+        if phase == "start":
+            raise RuntimeError(f"injected fault in {name}")
+
+    monkeypatch.setattr(_runtime, "fault", fail_every_start)
     monkeypatch.setattr(_runtime, "_reported", set())
     with caplog.at_level("WARNING", logger="conntrace"):
         broken = workload()

@@ -99,7 +99,7 @@ class Diagnosis(BaseSink):
 
     def attempt_ended(self, attempt: Attempt) -> None:
         with self._lock:
-            stats = self._host(attempt.pool.server)
+            stats = self._host(attempt.server)
             stats.add(attempt)
             operation = self._operation(attempt.label)
             operation.add(attempt)
@@ -131,7 +131,7 @@ class Diagnosis(BaseSink):
             if first is None:
                 self._calls_without_request += 1
             else:
-                self._host(first.pool.server).calls += 1
+                self._host(first.server).calls += 1
 
     # --- what was found ----------------------------------------------------------------------
 

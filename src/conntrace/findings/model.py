@@ -18,7 +18,7 @@ from typing import Any
 from opentelemetry import trace
 
 from .. import attributes as A
-from ..ledger import TLS, Attempt, Setup
+from ..ledger import TLS, URLLIB3, Attempt, Setup
 
 # Connections opened for these reasons are needed; the others replace one that was lost (a
 # new pool's first connection only when clients are being created again and again).
@@ -41,9 +41,6 @@ BOTOCORE_DEFAULT_TIMEOUT_S = 60.0
 # no more than this many requests each (long-lived clients serve many).
 CLIENT_RECREATED_MIN = 2
 CLIENT_RECREATED_REQUESTS_PER_POOL = 5
-# A checkout of a blocking pool that took this long waited for a connection (taking one
-# from the queue takes microseconds).
-POOL_WAIT_COUNTED_MS = 1.0
 _SPANS_KEPT = 5
 _IDLE_SAMPLES_KEPT = 10
 
@@ -156,13 +153,15 @@ class HostStats(_Examples):
     pools: int = 0
     pool_max_size: int = 0
     max_concurrency: int = 0
+    waited: int = 0
+    wait_ms_max: float = 0.0
+    # Whose pools these are (ledger.Pool.library): the advice uses its settings.
+    library: str = URLLIB3
     discarded: int = 0
     closed_by_server: int = 0
     close_causes: Counter[str] = field(default_factory=Counter)
     tls_handshakes: int = 0
     pool_wait_ms: float = 0.0
-    pool_wait_ms_max: float = 0.0
-    waited: int = 0
     unreturned: Counter[str] = field(default_factory=Counter)
     opened_unreturned: int = 0
     kinds: dict[str, ClientKind] = field(default_factory=dict)
@@ -171,10 +170,19 @@ class HostStats(_Examples):
     idle_ms_min: float | None = None
     idle_ms_max: float | None = None
     keepalive: set[bool] = field(default_factory=set)
+    # The proxy the requests went through (the last one seen), and what its CONNECT
+    # exchanges cost: part of each tunnel's setup.
+    proxy: tuple[str, int] | None = None
+    proxy_ms_all: float = 0.0
 
     @property
     def target(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def dns_name(self) -> str:
+        """The name each new connection looks up: the proxy's, for requests through one."""
+        return self.proxy[0] if self.proxy is not None else self.host
 
     @property
     def pools_seen(self) -> int:
@@ -183,8 +191,8 @@ class HostStats(_Examples):
 
     @property
     def setup_ms_all(self) -> float:
-        """DNS, TCP and TLS of every connection opened, whatever the reason."""
-        return self.dns_ms + self.tcp_ms_all + self.tls_ms_all
+        """DNS, TCP, a proxy's CONNECT and TLS of every connection opened, whatever the reason."""
+        return self.dns_ms + self.tcp_ms_all + self.proxy_ms_all + self.tls_ms_all
 
     @property
     def setup_share(self) -> float:
@@ -226,6 +234,10 @@ class HostStats(_Examples):
         return True
 
     def add(self, attempt: Attempt) -> None:
+        self.library = attempt.pool.library
+        if attempt.waited:
+            self.waited += 1
+            self.wait_ms_max = max(self.wait_ms_max, attempt.wait_ms or 0.0)
         self.requests += 1
         self.reused += attempt.reused
         self.request_ms += attempt.duration_ms
@@ -240,12 +252,15 @@ class HostStats(_Examples):
         if attempt.replaced_cause is not None and attempt.replaced_cause not in A.CLOSED_BY_SERVER:
             self.close_causes[attempt.replaced_cause] += 1
         if attempt.wait_ms:
-            self.waited += attempt.wait_ms >= POOL_WAIT_COUNTED_MS
             self.pool_wait_ms += attempt.wait_ms
-            self.pool_wait_ms_max = max(self.pool_wait_ms_max, attempt.wait_ms)
         if attempt.unreturned:
             self.opened_unreturned += 1
             self.unreturned.update(attempt.unreturned)
+        if attempt.proxy is not None:
+            self.proxy = attempt.proxy
+            # A forwarding proxy's pool serves many servers: its facts are the proxy's, and
+            # each server sees the pool through its requests.
+            self.pool_max_size = max(self.pool_max_size, attempt.pool.max_size)
         if attempt.error is not None and (attempt.connection is None or not attempt.request_number):
             self.failed_requests += 1
         for idle in attempt.idle_dropped_ms:
@@ -263,6 +278,7 @@ class HostStats(_Examples):
         self.tcp_ms_all += setup.tcp_ms
         self.tls_ms_all += setup.tls_ms
         self.tls_handshakes += sum(1 for step in setup.steps if step.name == TLS)
+        self.proxy_ms_all += setup.proxy_ms
         if setup.keepalive is not None:
             self.keepalive.add(setup.keepalive)
         if not setup.ok:
@@ -297,6 +313,16 @@ class HostStats(_Examples):
             "pool_wait_ms": round_ms(self.pool_wait_ms),
             "pool_waits": self.waited,
             "opened_while_unreturned": self.opened_unreturned,
+            **self._proxy_dict(),
+        }
+
+    def _proxy_dict(self) -> dict[str, Any]:
+        if self.proxy is None:
+            return {}
+        return {
+            "proxy_address": self.proxy[0],
+            "proxy_port": self.proxy[1],
+            "proxy_ms": round_ms(self.proxy_ms_all),
         }
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 from .. import attributes as A
 from .._durations import PROSE, format_ms
-from ..ledger import Attempt
+from ..ledger import AIOBOTOCORE, AIOHTTP, URLLIB3, Attempt
 from .model import (
     BOTOCORE_DEFAULT_TIMEOUT_S,
     CLOSE_CAUSE_WORDS,
@@ -36,6 +36,102 @@ POOL_WAIT_MIN = 2
 BODIES_NOT_CLOSED_MIN = 1
 
 S = TypeVar("S", HostStats, OperationStats)
+
+
+@dataclass(frozen=True)
+class _Words:
+    """How one library's users change what the host rules find (``Pool.library``)."""
+
+    reuse: str
+    pool_size: str  # ``{n}``: the suggested size
+    pool_full: str
+    finds_dead: str
+    dns_cache: str
+    dns_event: str
+    idle_settings: str
+
+
+_AIOHTTP_DNS = (
+    "aiohttp caches lookups per connector for TCPConnector(ttl_dns_cache=...) seconds (10 by "
+    "default): a name is looked up again when its entry expired, and every new connector "
+    "starts with an empty cache."
+)
+_AIOHTTP_FULL = (
+    "aiohttp makes a request wait for a free connection once the connector's limit is "
+    "reached, and the wait counts against the request's connect timeout."
+)
+_WORDS = {
+    URLLIB3: _Words(
+        reuse=(
+            "Create the boto3 client or resource once (at module level, outside the Lambda "
+            "handler) and reuse it for every call; clients are thread-safe."
+        ),
+        pool_size="botocore.config.Config(max_pool_connections={n})",
+        pool_full=(
+            "on the client these threads share (it is per client; the default is 10). urllib3 "
+            "does not make a thread wait for a pooled connection: it opens an extra one and "
+            'throws it away afterwards ("Connection pool is full, discarding connection").'
+        ),
+        finds_dead="urllib3 found them dead when it took them from the pool",
+        dns_cache=(
+            "Python, urllib3 and botocore keep no DNS cache: every new connection calls "
+            "getaddrinfo again."
+        ),
+        dns_event="Python keeps no DNS cache",
+        idle_settings=(
+            "tcp_keepalive (Config(tcp_keepalive=True), BOTOCORE_TCP_KEEPALIVE=true or "
+            "tcp_keepalive in the shared config file) only sets SO_KEEPALIVE on new sockets: "
+            "the kernel then probes a connection idle for net.ipv4.tcp_keepalive_time (7200 s "
+            "by default on Linux), which keeps a NAT mapping alive only if that time is below "
+            "the NAT's idle timeout. It does not stop a server from closing idle HTTP "
+            "connections, sends nothing while a Lambda environment is frozen, and does not "
+            "change pooling."
+        ),
+    ),
+    AIOHTTP: _Words(
+        reuse=(
+            "Create one aiohttp.ClientSession (with its TCPConnector) and reuse it for every "
+            "request; each new session starts with no connections and an empty DNS cache."
+        ),
+        pool_size="aiohttp.TCPConnector(limit={n}, limit_per_host={n})",
+        pool_full=(
+            "on the session these tasks share (the defaults are limit=100 and no limit per "
+            f"host). {_AIOHTTP_FULL}"
+        ),
+        finds_dead="aiohttp found them closed when it took them from the pool",
+        dns_cache=_AIOHTTP_DNS,
+        dns_event="aiohttp's DNS cache (ttl_dns_cache) did not have it",
+        idle_settings=(
+            "aiohttp itself closes connections idle longer than "
+            "TCPConnector(keepalive_timeout=...) (15 s by default): keep that below the "
+            "server's idle timeout, and raise it if your requests come further apart."
+        ),
+    ),
+    AIOBOTOCORE: _Words(
+        reuse=(
+            "Create the aiobotocore client once (enter session.create_client(...) once for "
+            "the program's life, e.g. with contextlib.AsyncExitStack) and reuse it for every "
+            "call; each new client opens its own aiohttp connector with no connections."
+        ),
+        pool_size="aiobotocore.config.AioConfig(max_pool_connections={n})",
+        pool_full=(
+            "on the client these tasks share (it is the limit of the client's aiohttp "
+            f"connector; the default is 10). {_AIOHTTP_FULL}"
+        ),
+        finds_dead="aiohttp found them closed when it took them from the pool",
+        dns_cache=_AIOHTTP_DNS,
+        dns_event="aiohttp's DNS cache (ttl_dns_cache) did not have it",
+        idle_settings=(
+            "aiobotocore's connector itself closes connections idle longer than "
+            "AioConfig(connector_args={'keepalive_timeout': ...}) (12 s by default): keep that "
+            "below the server's idle timeout."
+        ),
+    ),
+}
+
+
+def _words(h: HostStats) -> _Words:
+    return _WORDS.get(h.library, _WORDS[URLLIB3])
 
 
 @dataclass(frozen=True)
@@ -69,9 +165,8 @@ def _client_recreated(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
         f"and each new client starts without connections ({count} opened by new pools)."
     )
     advice = (
-        "Create the boto3 client or resource once (at module level, outside the Lambda "
-        "handler) and reuse it for every call; clients are thread-safe. Each new client pays "
-        f"DNS, TCP and TLS again: {_duration(setup_ms)} here so far."
+        f"{_words(h).reuse} Each new client pays DNS, TCP and TLS again: "
+        f"{_duration(setup_ms)} here so far."
     )
     evidence = {
         "connections": count,
@@ -90,18 +185,25 @@ def _pool_suggestion(h: HostStats) -> int:
 def _pool_too_small(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     busy, again = h.opened[A.REASON_POOL_BUSY], h.opened[A.REASON_POOL_DISCARDED]
     suggestion = _pool_suggestion(h)
+    words = _words(h)
     summary = (
         f"Up to {h.max_concurrency} requests to {h.target} ran at once, but its pool keeps "
-        f"{h.pool_max_size} connections: {h.discarded} connections were discarded when they "
-        f"came back to a full pool, and {again} were opened again to replace them."
+        f"{h.pool_max_size} connections: "
     )
-    advice = (
-        f"Set botocore.config.Config(max_pool_connections={suggestion}) on the client these "
-        "threads share (it is per client; the default is 10). urllib3 does not make a thread "
-        "wait for a pooled connection: it opens an extra one and throws it away afterwards "
-        '("Connection pool is full, discarding connection").'
-    )
+    if h.discarded or again:
+        summary += (
+            f"{h.discarded} connections were discarded when they came back to a full pool, "
+            f"and {again} were opened again to replace them."
+        )
+    else:
+        summary += (
+            f"{h.waited} requests waited for a connection to come back to the pool (the "
+            f"longest {_duration(h.wait_ms_max)})."
+        )
+    advice = f"Set {words.pool_size.format(n=suggestion)} {words.pool_full}"
     evidence = {
+        "waited": h.waited,
+        "wait_ms_max": round_ms(h.wait_ms_max),
         "max_concurrency": h.max_concurrency,
         "pool_max_size": h.pool_max_size,
         "discarded": h.discarded,
@@ -147,22 +249,16 @@ def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     keepalive = next(iter(h.keepalive)) if len(h.keepalive) == 1 else None
     summary = (
         f"{h.dropped} pooled connections to {h.target} had been closed by the peer while idle "
-        f"({_idle_range(h)}; {_causes(h, A.CLOSED_BY_PEER_IDLE)}); urllib3 found them dead "
-        f"when it took them from the pool and opened {h.opened[A.REASON_STALE]} new ones."
+        f"({_idle_range(h)}; {_causes(h, A.CLOSED_BY_PEER_IDLE)}); {_words(h).finds_dead} "
+        f"and opened {h.opened[A.REASON_STALE]} new ones."
     )
     keepalive_seen = {True: "was on", False: "was off", None: "varied"}[keepalive]
     advice = (
         "Something closes idle connections before the next call comes: the server's idle "
         "timeout, a load balancer, a NAT gateway (AWS NAT gateways drop connections idle for "
         "350 s) or a Lambda freeze between invocations. After long pauses this is expected "
-        "and costs one new connection. tcp_keepalive (Config(tcp_keepalive=True), "
-        "BOTOCORE_TCP_KEEPALIVE=true or tcp_keepalive in the shared config file) only sets "
-        "SO_KEEPALIVE on new sockets: the kernel then probes a connection idle for "
-        "net.ipv4.tcp_keepalive_time (7200 s by default on Linux), which keeps a NAT mapping "
-        "alive only if that time is below the NAT's idle timeout. It does not stop a server "
-        "from closing idle HTTP connections, sends nothing while a Lambda environment is "
-        f"frozen, and does not change pooling. SO_KEEPALIVE {keepalive_seen} on these "
-        "connections."
+        f"and costs one new connection. {_words(h).idle_settings} SO_KEEPALIVE "
+        f"{keepalive_seen} on these connections."
     )
     evidence = {
         "dropped": h.dropped,
@@ -179,13 +275,12 @@ def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
 
 def _repeated_dns(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     summary = (
-        f"{h.host} was looked up {h.dns_lookups} times ({_duration(h.dns_ms)} in all, slowest "
-        f"{_duration(h.dns_ms_max)}); {h.replaced.dns_lookups} of them for connections opened "
-        f"again ({_reasons(h)})."
+        f"{h.dns_name} was looked up {h.dns_lookups} times ({_duration(h.dns_ms)} in all, "
+        f"slowest {_duration(h.dns_ms_max)}); {h.replaced.dns_lookups} of them for connections "
+        f"opened again ({_reasons(h)})."
     )
     advice = (
-        "Python, urllib3 and botocore keep no DNS cache: every new connection calls "
-        "getaddrinfo again. Remove what forces the new connections (see the other findings "
+        f"{_words(h).dns_cache} Remove what forces the new connections (see the other findings "
         "for this host); where new connections cannot be avoided, a caching resolver on the "
         "machine (systemd-resolved, nscd or dnsmasq) answers repeated lookups locally."
     )
@@ -261,7 +356,7 @@ def _bodies_not_closed(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
 def _pool_wait(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     summary = (
         f"Requests to {h.target} waited {_duration(h.pool_wait_ms)} in all for a pooled "
-        f"connection ({h.waited} waits, the longest {_duration(h.pool_wait_ms_max)}): "
+        f"connection ({h.waited} waits, the longest {_duration(h.wait_ms_max)}): "
         f"{h.pool_wait_share:.0%} of the {_duration(h.request_ms)} spent in requests. Up to "
         f"{h.max_concurrency} requests ran at once on {h.pool_max_size} pooled connections."
     )
@@ -273,7 +368,7 @@ def _pool_wait(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     )
     evidence = {
         "pool_wait_ms": round_ms(h.pool_wait_ms),
-        "pool_wait_ms_max": round_ms(h.pool_wait_ms_max),
+        "pool_wait_ms_max": round_ms(h.wait_ms_max),
         "waits": h.waited,
         "request_ms": round_ms(h.request_ms),
         "share": round(h.pool_wait_share, 4),
@@ -406,12 +501,11 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         A.FINDING_POOL_TOO_SMALL,
         A.SEVERITY_WARNING,
         "connection pool smaller than concurrency",
-        concerns=lambda a, h: a.reason in (A.REASON_POOL_BUSY, A.REASON_POOL_DISCARDED),
-        active=lambda h: h.discarded > 0 or h.opened[A.REASON_POOL_DISCARDED] > 0,
+        concerns=lambda a, h: a.reason in (A.REASON_POOL_BUSY, A.REASON_POOL_DISCARDED) or a.waited,
+        active=lambda h: h.discarded > 0 or h.opened[A.REASON_POOL_DISCARDED] > 0 or h.waited > 0,
         event=lambda a, h: (
-            f"opened because every pooled connection was in use ({a.reason}); up to "
-            f"{h.max_concurrency} requests at once for {h.pool_max_size} pooled connections: "
-            f"set max_pool_connections={_pool_suggestion(h)}"
+            f"{_in_use(a)}; up to {h.max_concurrency} requests at once for {h.pool_max_size} "
+            f"pooled connections: set {_words(h).pool_size.format(n=_pool_suggestion(h))}"
         ),
         describe=_pool_too_small,
     ),
@@ -419,7 +513,7 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         A.FINDING_POOL_WAIT,
         A.SEVERITY_WARNING,
         "requests wait for a pooled connection",
-        concerns=lambda a, h: bool(a.wait_ms),
+        concerns=lambda a, h: a.waited,
         active=lambda h: (
             h.waited >= POOL_WAIT_MIN and h.pool_wait_ms >= POOL_WAIT_SHARE_MIN * h.request_ms
         ),
@@ -465,8 +559,8 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         concerns=lambda a, h: h.lost(a) and a.setup is not None and a.setup.dns_lookups > 0,
         active=lambda h: h.replaced.dns_lookups >= REPEATED_DNS_MIN,
         event=lambda a, h: (
-            f"{h.host} looked up again ({_duration(a.setup.dns_ms if a.setup else 0.0)}) for a "
-            f"connection opened because of {a.reason}; Python keeps no DNS cache"
+            f"{h.dns_name} looked up again ({_duration(a.setup.dns_ms if a.setup else 0.0)}) for a "
+            f"connection opened because of {a.reason}; {_words(h).dns_event}"
         ),
         describe=_repeated_dns,
     ),
@@ -533,6 +627,12 @@ def fire(rules: tuple[Rule[Any], ...], attempt: Attempt, stats: Any) -> list[tup
         if rule.active(stats):
             fired.append((rule.id, rule.severity, rule.event(attempt, stats)))
     return fired
+
+
+def _in_use(a: Attempt) -> str:
+    if a.waited and a.reason is None:
+        return f"waited {_duration(a.wait_ms or 0.0)} because every pooled connection was in use"
+    return f"opened because every pooled connection was in use ({a.reason})"
 
 
 def _duration(ms: float) -> str:

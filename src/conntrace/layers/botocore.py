@@ -49,13 +49,17 @@ class ApiCall(Call):
         self.var_token = current_call.set(self)
 
     def attempt_started(self, attempt: Attempt) -> None:
-        if self.pending is None:
-            return
-        # OpenTelemetry's botocore span opened inside this call: the current one now.
-        span = self.otel_span = trace.get_current_span()
-        if span.is_recording():
-            span.set_attributes(self.pending)
-        self.pending = None
+        if self.pending is not None:
+            # OpenTelemetry's botocore span opened inside this call: the current one now.
+            span = self.otel_span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attributes(self.pending)
+            self.pending = None
+        # Counted as they start: when OpenTelemetry's hook was installed first, its span
+        # opens inside this call and has ended by the time this call finishes.
+        current = self.otel_span
+        if current is not None and current.is_recording():
+            current.set_attribute(A.AWS_ATTEMPTS, len(self.attempts))
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         current_call.reset(self.var_token)
@@ -66,6 +70,7 @@ class ApiCall(Call):
         self.error = error
         span = self.otel_span
         if span is not None and span.is_recording():
+            # A call answered without any attempt (botocore's Stubber) says so too.
             span.set_attribute(A.AWS_ATTEMPTS, len(self.attempts))
         ledger.call_ended(self)
 
@@ -148,7 +153,7 @@ def _otel_botocore_active() -> bool:
     return bool(module and module.BotocoreInstrumentor().is_instrumented_by_opentelemetry)
 
 
-def _start_call(instance: Any, args: tuple, kwargs: dict) -> ApiCall:
+def start_call(instance: Any, args: tuple, kwargs: dict) -> ApiCall:
     operation = args[0] if args else kwargs["operation_name"]
     settings = {**client_settings(instance), A.RPC_METHOD: operation}
     label = f"{settings[A.RPC_SERVICE]}.{operation}"
@@ -169,5 +174,5 @@ def _start_call(instance: Any, args: tuple, kwargs: dict) -> ApiCall:
 
 def apply(patcher: Patcher, client_module: ModuleType) -> None:
     patcher.wrap(
-        client_module, "BaseClient._make_api_call", _runtime.hook("botocore.call", _start_call)
+        client_module, "BaseClient._make_api_call", _runtime.hook("botocore.call", start_call)
     )

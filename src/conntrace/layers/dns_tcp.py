@@ -52,7 +52,7 @@ class _Connect:
         step.details[A.DNS_QUESTION_NAME] = self.host
         if error is None:
             step.details[A.DNS_ANSWERS] = _addresses(answers)
-        self.setup.steps.append(step)
+        self.setup.add(step)
 
     def finish(self, sock: Any, error: BaseException | None) -> None:
         _resolving.reset(self.token)
@@ -63,12 +63,12 @@ class _Connect:
         step.end_ns = time.time_ns()
         step.error = error
         if error is None:
-            step.details.update(_describe(sock))
+            step.details.update(describe_socket(sock))
         else:
             step.details.update(
                 {A.NETWORK_TRANSPORT: "tcp", A.SERVER_ADDRESS: self.host, A.SERVER_PORT: self.port}
             )
-        self.setup.steps.append(step)
+        self.setup.add(step)
 
 
 _resolving: ContextVar[_Connect | None] = ContextVar("conntrace_resolving", default=None)
@@ -89,7 +89,7 @@ def _addresses(answers: Any) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _describe(sock: socket.socket) -> dict[str, Any]:
+def describe_socket(sock: socket.socket) -> dict[str, Any]:
     peer = sock.getpeername()
     local = sock.getsockname()
     described: dict[str, Any] = {
@@ -113,11 +113,20 @@ def _start_connect(instance: Any, args: tuple, kwargs: dict) -> _Connect | None:
     return _Connect(setup, str(address[0]), int(address[1]))
 
 
+_GETADDRINFO = "dns.getaddrinfo"
+
+
 def _getaddrinfo(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
     connect = _resolving.get()
     if connect is None or connect.lookup is not None or connect.literal or not _runtime.active:
         return wrapped(*args, **kwargs)
-    started = time.time_ns()
+    try:
+        if _runtime.fault is not None:
+            _runtime.fault(_GETADDRINFO, "start")
+        started = time.time_ns()
+    except Exception:
+        _runtime.report_internal_error(_GETADDRINFO)
+        return wrapped(*args, **kwargs)
     try:
         answers = wrapped(*args, **kwargs)
     except BaseException as error:
@@ -131,9 +140,15 @@ def _record_lookup(
     connect: _Connect, started: int, answers: Any, error: BaseException | None
 ) -> None:
     try:
+        if _runtime.fault is not None:
+            _runtime.fault(_GETADDRINFO, "finish")
         connect.resolved(started, answers, error)
     except Exception:
-        _runtime.report_internal_error("dns.getaddrinfo")
+        _runtime.report_internal_error(_GETADDRINFO)
+
+
+# Named as ``_runtime.hook`` names its wrappers: it is one of the hooks.
+_getaddrinfo.__name__ = f"conntrace_{_GETADDRINFO}"
 
 
 def apply(patcher: Patcher, urllib3: ModuleType) -> None:

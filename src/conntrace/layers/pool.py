@@ -39,6 +39,7 @@ from .. import _runtime, ledger
 from .. import attributes as A
 from .._context import current_attempt, current_call, current_setup
 from ..ledger import BROKEN, DISCARDED, KEPT, Attempt, Call, Connection, Event, Pool, Setup
+from .proxy import proxy_of, replaced_tunnel, setup_server, target_of
 
 if TYPE_CHECKING:
     from .._patching import Patcher
@@ -72,7 +73,12 @@ def pool_of(pool: PoolLike) -> Pool:
 
 def _new_pool(pool: PoolLike) -> Pool:
     queue = getattr(pool, "pool", None)
-    record = Pool(pool.scheme, pool.host, pool.port, getattr(queue, "maxsize", 0) or 0)
+    record = Pool(
+        pool.scheme, pool.host, pool.port, getattr(queue, "maxsize", 0) or 0, proxy_of(pool)
+    )
+    # A pool made before conntrace was switched on may have made connections already: its
+    # next new one is then not its first.
+    record.objects = getattr(pool, "num_connections", 0) or 0
     pool._conntrace_pool = record  # type: ignore[attr-defined]
     return record
 
@@ -108,13 +114,7 @@ class _PoolCreation:
     def finish(self, result: Any, error: BaseException | None) -> None:
         if error is not None:
             return
-        record = _new_pool(self.pool)
-        ledger.pool_created(record)
-        if record.number > 1:
-            ledger.place_event(
-                Event(A.EVENT_POOL_CREATED, _server(record, {A.POOL_COUNT: record.number})),
-                record,
-            )
+        ledger.pool_created(_new_pool(self.pool))
 
 
 def _start_pool_creation(instance: Any, args: tuple, kwargs: dict) -> _PoolCreation:
@@ -161,6 +161,8 @@ def _start_urlopen(instance: Any, args: tuple, kwargs: dict) -> _Urlopen:
     method = args[0] if args else kwargs.get("method", "GET")
     url = args[1] if len(args) > 1 else kwargs.get("url", "/")
     pool = pool_of(instance)
+    # Forwarded through a proxy, the request's absolute URL names its server.
+    server = target_of(url) if pool.proxy is not None and "://" in url else None
     previous = current_attempt.get()
     own_call = None
     if previous is not None and previous.pool is pool and not previous.ended:
@@ -171,9 +173,12 @@ def _start_urlopen(instance: Any, args: tuple, kwargs: dict) -> _Urlopen:
     else:
         call = current_call.get()  # type: ignore[assignment]
         if call is None:
-            call = own_call = Call(f"{pool.host}:{pool.port}", {})
+            host, port = server or pool.server
+            call = own_call = Call(f"{host}:{port}", {})
             ledger.call_started(call)
     attempt = Attempt(call, pool, method, url)
+    if server is not None:
+        attempt.server = server
     if pool.kind is None:
         pool.kind = str(call.settings.get(A.RPC_SERVICE, ""))
     ledger.attempt_started(attempt)
@@ -200,6 +205,7 @@ class _Checkout:
     def finish(self, conn: Any, error: BaseException | None) -> None:
         _checking.reset(self.token)
         if error is not None:
+            replaced_tunnel()
             return
         now = time.time_ns()
         pool = pool_of(self.pool)
@@ -212,15 +218,22 @@ class _Checkout:
             if self.started:
                 attempt.wait_ms = _ms(now - self.started)
         if conn.sock is not None:
+            # Open, but its setup never seen: made before conntrace was switched on (the
+            # exporter's own connections, set up while suppressed, are not the program's).
+            if not connection.connected_once and not _runtime.suppressed():
+                ledger.connection_found(connection)
             if attempt is not None:
                 attempt.reused = True
                 if connection.released_ns is not None:
                     attempt.idle_ms = _ms(now - connection.released_ns)
             return
-        if connection.connected_once:
-            reason = connection.reason_for_reconnect()
+        # urllib3 1.26 replaces the object of a tunnel whose socket is gone with a new one:
+        # the new object carries on for the connection the old one carried.
+        previous = connection if connection.connected_once else replaced_tunnel()
+        if previous is not None:
+            reason = previous.reason_for_reconnect()
             if attempt is not None:
-                _replacing(attempt, connection, reason, now)
+                _replacing(attempt, previous, reason, now)
         else:
             reason = pool.reason_for_new_object()
             if reason == A.REASON_POOL_BUSY and attempt is not None:
@@ -306,7 +319,8 @@ class _Exchange:
         attempt.end_ns = now
         if record.id is not None:
             attempt.request_number = record.requests
-            attempt.age_ms = _ms(now - record.opened_ns)
+            if record.setup_seen:
+                attempt.age_ms = _ms(now - record.opened_ns)
         if closed_by_server:
             attempt.closed_by_server = True
             attempt.close_cause = record.close_cause
@@ -396,13 +410,17 @@ class _Setup:
         )
         connection.pending_reason = None
         pool = connection.pool
-        port = conn.port or ledger.default_port(getattr(conn, "scheme", "http"))
-        setup = self.setup = Setup(
-            conn.host, port, reason, pool.max_size if pool else 0, time.time_ns()
-        )
         attempt = current_attempt.get()
-        if attempt is not None and attempt.connection is connection:
-            attempt.setup = setup
+        mine = attempt is not None and attempt.connection is connection
+        if mine:
+            (host, port), proxy = attempt.server, attempt.proxy  # type: ignore[union-attr]
+        else:
+            host, port, proxy = setup_server(conn, pool)
+        setup = self.setup = Setup(
+            host, port, reason, pool.max_size if pool else 0, time.time_ns(), proxy
+        )
+        if mine:
+            attempt.setup = setup  # type: ignore[union-attr]
         self.token = current_setup.set(setup)
 
     def finish(self, result: Any, error: BaseException | None) -> None:

@@ -45,7 +45,7 @@ def _start_handshake(instance: Any, args: tuple, kwargs: dict) -> _Handshake | N
     step = Step(TLS, time.time_ns())
     step.details[A.TLS_PROTOCOL_NAME] = "tls"
     step.details[A.TLS_SERVER_NAME] = server_name or ""
-    setup.steps.append(step)
+    setup.add(step)
     return _Handshake(step)
 
 
