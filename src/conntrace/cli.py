@@ -129,6 +129,7 @@ def _checked(setting: Setting, value: str) -> str:
 # read by the exporter itself.
 PATH_VARIABLES = (
     "CONNTRACE_REPORT",
+    "CONNTRACE_HTML",
     *(
         f"OTEL_EXPORTER_OTLP_{signal}{name}"
         for signal in ("", "TRACES_", "METRICS_", "LOGS_")

@@ -59,6 +59,8 @@ class Config:
     export_timeout: float = 3.0
     # Where to write the JSON report at exit (conntrace.report reads CONNTRACE_REPORT).
     report: str | None = None
+    # Where to write the HTML timeline at exit.
+    html: str | None = None
     # In AWS Lambda: the most time spent sending spans before a result is returned.
     lambda_flush_timeout: float = 2.0
     sdk_disabled: bool = False
@@ -312,6 +314,16 @@ SETTINGS: tuple[Setting, ...] = (
         parse_name,
         "PATH",
         "write the JSON report (per-host totals and findings) to PATH at exit",
+        "none",
+    ),
+    Setting(
+        "CONNTRACE_HTML",
+        "--html",
+        "html",
+        parse_name,
+        "PATH",
+        "write the HTML timeline (every connection and request on the run's clock, per-host "
+        "counts, findings) to PATH at exit: one file, opens offline",
         "none",
     ),
     Setting(

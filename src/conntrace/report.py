@@ -14,18 +14,18 @@ keeps.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+
+from . import _runfiles
+from ._runfiles import ENV_RUN_ID
 
 if TYPE_CHECKING:
     from .findings import Diagnosis
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("conntrace")
 
 ENV_REPORT = "CONNTRACE_REPORT"
-ENV_RUN_ID = "CONNTRACE_RUN_ID"
 REPORT_VERSION = 3
 SCHEMA_FILE = "report.schema.json"
 EXACT = "exact: every call is counted, whatever the trace sampler keeps"
@@ -78,23 +77,10 @@ def write(path: str, diagnosis: Diagnosis) -> None:
     """Add this process's section to the report at ``path``, whole or not at all."""
     run_id = os.environ.get(ENV_RUN_ID, "")
     mine = section(diagnosis)
-    with _locked(path):
+    with _runfiles.locked(path):
         sections = [s for s in _sections_of(path, run_id) if s.get("pid") != mine["pid"]]
         text = json.dumps(build([*sections, mine], run_id), indent=2, sort_keys=True) + "\n"
-        if os.path.exists(path) and not os.path.isfile(path):
-            # A device or pipe (/dev/stdout, /dev/null): written into, never replaced.
-            with open(path, "w", encoding="utf-8") as stream:
-                stream.write(text)
-            return
-        directory = os.path.dirname(os.path.abspath(path))
-        handle, temporary = tempfile.mkstemp(prefix=".conntrace-report-", dir=directory)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(text)
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        _runfiles.replace(path, text, ".conntrace-report-")
 
 
 def schema() -> dict[str, Any]:
@@ -112,13 +98,12 @@ def write_at_exit(diagnosis: Diagnosis, environ: Mapping[str, str] = os.environ)
     if not path:
         return False
     # The processes this one starts belong to its run.
-    os.environ.setdefault(ENV_RUN_ID, f"{os.getpid()}-{time.time_ns()}")
+    _runfiles.run_id()
     with _lock:
         first = not _at_exit
         _at_exit.update(path=path, diagnosis=diagnosis)
     if first:
-        atexit.register(_write_at_exit)
-        _in_forked_workers_too()
+        _runfiles.at_exit(_write_at_exit)
     return True
 
 
@@ -134,46 +119,6 @@ def _write_at_exit() -> None:
         log.warning("conntrace: could not write the report to %s: %s", path, error)
 
 
-def _in_forked_workers_too() -> None:
-    # A forked multiprocessing worker ends in os._exit, which skips atexit: its exit
-    # finalizers write its section instead.
-    from ._patching import when_imported
-
-    def watch(module: Any) -> None:
-        module.register_after_fork(_finalize_in_worker, _finalize_in_worker)
-
-    when_imported("multiprocessing.util", watch)
-
-
-def _finalize_in_worker(_: object) -> None:
-    import multiprocessing.util
-
-    multiprocessing.util.Finalize(None, _write_at_exit, exitpriority=-100)
-
-
-# --- merging -------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _locked(path: str) -> Iterator[None]:
-    """Hold an exclusive lock on the report's folder while this process merges its section.
-
-    The folder, not the file: the file is replaced whole, and a lock file would be left
-    behind.
-    """
-    try:
-        import fcntl
-    except ImportError:  # Windows: one writer at a time is not guaranteed there.
-        yield
-        return
-    folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(folder)
-
-
 def _sections_of(path: str, run_id: str) -> list[dict[str, Any]]:
     """The sections already in the report, if it belongs to this run."""
     try:
@@ -181,10 +126,7 @@ def _sections_of(path: str, run_id: str) -> list[dict[str, Any]]:
             existing = json.load(file)
     except (OSError, ValueError):
         return []
-    if not run_id or not isinstance(existing, dict) or existing.get("run_id") != run_id:
-        return []
-    sections = existing.get("processes")
-    return [s for s in sections if isinstance(s, dict)] if isinstance(sections, list) else []
+    return _runfiles.sections_of_run(existing, run_id)
 
 
 # Per host, these keys are the largest any process saw, these name the host; every other

@@ -575,6 +575,10 @@ def _start(config: Config) -> Session:
     conntrace.instrument(tracer_provider=provider, meter_provider=meter_provider)
     diagnosis = _diagnosis(meter_provider, report=config.report is not None)
     console = _console_view(config, diagnosis)
+    if config.html:
+        from . import timeline
+
+        timeline.install(config.html, diagnosis)
     session = Session(
         config,
         provider=provider if hasattr(provider, "force_flush") else None,

@@ -19,7 +19,8 @@ PROGRAM = textwrap.dedent(
     import json, os, sys, urllib3
     urllib3.PoolManager().request("GET", sys.argv[1])
     os.chdir(sys.argv[2])
-    names = [n for n in os.environ if n == "CONNTRACE_REPORT" or n.startswith("OTEL_EXPORTER")]
+    names = [n for n in os.environ if n.startswith(("CONNTRACE_REPORT", "CONNTRACE_HTML",
+                                                   "OTEL_EXPORTER"))]
     print(json.dumps({name: os.environ[name] for name in names}))
     """
 )
@@ -60,6 +61,25 @@ def test_relative_report_path_is_where_conntrace_run_started(how, server, tmp_pa
     assert seen["CONNTRACE_REPORT"] == str(start / "out" / "report.json")
     assert json.loads((start / "out" / "report.json").read_text())["totals"]["requests"] == 1
     assert not (elsewhere / "out" / "report.json").exists()
+
+
+def test_relative_html_path_is_where_conntrace_run_started(server, tmp_path: Path):
+    local = server()
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir()
+    elsewhere.mkdir()
+    (start / "app.py").write_text(PROGRAM)
+
+    done = run_from(
+        start,
+        ["--exporter", "none", "--html", "run.html", "python", "app.py", local.url, str(elsewhere)],
+        {},
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["CONNTRACE_HTML"] == str(start / "run.html")
+    assert f"127.0.0.1:{local.port}" in (start / "run.html").read_text(encoding="utf-8")
+    assert not (elsewhere / "run.html").exists()
 
 
 def test_relative_exporter_file_paths_are_made_absolute(server, tmp_path: Path):

@@ -47,12 +47,12 @@ def test_the_workload_walks_every_hook_and_is_the_same_traced(runs):
     untraced = _outcomes(runs, "untraced")["none"]
     traced = _outcomes(runs, "traced")["none"]
     # The workload: a retried API call, a refused connect, HTTPS, connections closed.
-    assert untraced["servers"] == {"api": [2, 4], "web": [1, 2]}
+    assert untraced["servers"] == {"api": [2, 4], "web": [2, 4], "proxy": [1, 1]}
     assert untraced["seen"][3][0] == "EndpointConnectionError"
     assert _same(traced, untraced) and traced["warned"] == []
     [listing] = [run for run in runs if "hooks" in run]
     assert listing["spans"] > 0
-    assert {"botocore.call", "pool.urlopen", "connection.close", "dns.getaddrinfo"} <= set(
+    assert {"botocore.call", "pool.urlopen", "proxy.tunnel", "dns.getaddrinfo"} <= set(
         listing["hooks"]
     )
 

@@ -64,10 +64,11 @@ def test_any_command_line_parses_or_says_why_in_one_line(argv):
 def test_the_program_runs_whatever_the_environment(environ):
     env = {**os.environ, **environ, "OTEL_TRACES_EXPORTER": "none"}
     env.pop("PYTHONPATH", None)
-    # The report is written where CONNTRACE_REPORT says: keep made-up paths inside a
-    # scratch folder rather than anywhere on this machine.
-    if "CONNTRACE_REPORT" in env:
-        env["CONNTRACE_REPORT"] = env["CONNTRACE_REPORT"].lstrip("/").replace("..", "__")
+    # The report and the timeline are written where their variables say: keep made-up paths
+    # inside a scratch folder rather than anywhere on this machine.
+    for name in ("CONNTRACE_REPORT", "CONNTRACE_HTML"):
+        if name in env:
+            env[name] = env[name].lstrip("/").replace("..", "__")
     with tempfile.TemporaryDirectory() as scratch:
         done = subprocess.run(
             [cli_path(), sys.executable, "-c", "print('program ran')"],

@@ -80,16 +80,23 @@ def replaced_tunnel() -> Connection | None:
     return record
 
 
-def _dropped(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-    dropped = wrapped(*args, **kwargs)
-    if dropped and _runtime.active:
-        try:
-            conn = args[0] if args else kwargs.get("conn")
-            if getattr(conn, "auto_open", 1) == 0:
-                _replaced.connection = getattr(conn, "_conntrace", None)
-        except Exception:
-            _runtime.report_internal_error("proxy.is_connection_dropped")
-    return dropped
+class _DroppedCheck:
+    """urllib3 1.26 checks a pooled tunnel for a lost socket: if it was lost, the new object
+    the pool makes carries on for this one."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def finish(self, dropped: Any, error: BaseException | None) -> None:
+        if dropped:
+            _replaced.connection = getattr(self.conn, "_conntrace", None)
+
+
+def _start_dropped_check(instance: Any, args: tuple, kwargs: dict) -> _DroppedCheck | None:
+    conn = args[0] if args else kwargs.get("conn")
+    return _DroppedCheck(conn) if getattr(conn, "auto_open", 1) == 0 else None
 
 
 class _Tunnel:
@@ -139,4 +146,8 @@ def apply(patcher: Patcher, urllib3: ModuleType) -> None:
     )
     if urllib3.__version__.startswith("1."):
         # Only 1.26 marks a tunnel's object as not to be reconnected (``auto_open = 0``).
-        patcher.wrap(urllib3.connectionpool, "is_connection_dropped", _dropped)
+        patcher.wrap(
+            urllib3.connectionpool,
+            "is_connection_dropped",
+            _runtime.hook("proxy.is_connection_dropped", _start_dropped_check, makes_spans=False),
+        )

@@ -36,6 +36,7 @@ import conntrace
 from conntrace import _runtime, _switch, findings, ledger
 from conntrace.console import ConsoleView
 from conntrace.pytest_plugin import _start
+from tests.proxy import LocalProxy
 from tests.servers import LocalServer, Response
 
 CA = trustme.CA()
@@ -44,8 +45,9 @@ CLOSED.bind(("127.0.0.1", 0))
 
 
 def workload() -> dict[str, Any]:
-    """API calls (one retried after a reset), plain HTTPS requests, a refused connect, and
-    closing every connection: every hook and every fact of the ledger runs."""
+    """API calls (one retried after a reset), plain HTTPS requests, one through a CONNECT
+    proxy, a refused connect, and closing every connection: every hook and every fact of
+    the ledger runs."""
     answers = iter([Response(body=b'{"TableNames": []}'), Response(reset=True)])
     api = LocalServer(respond=lambda r: next(answers, Response(body=b'{"TableNames": ["t"]}')))
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -73,12 +75,20 @@ def workload() -> dict[str, Any]:
         response = http.request("GET", web.url)
         seen.append([response.status, response.data.decode()])
     http.clear()
+    proxy = LocalProxy()
+    tunnelled = urllib3.ProxyManager(proxy.url(), ssl_context=client_context)
+    for _ in range(2):
+        response = tunnelled.request("GET", web.url)
+        seen.append([response.status, response.data.decode()])
+    tunnelled.clear()
     counted = {
         "api": [len(api.connections), len(api.requests)],
         "web": [len(web.connections), len(web.requests)],
+        "proxy": [proxy.accepted, len(proxy.connects)],
     }
     api.stop()
     web.stop()
+    proxy.stop()
     return {"seen": seen, "servers": counted}
 
 
