@@ -4,11 +4,13 @@ urllib3 resolves with ``socket.getaddrinfo`` and then connects, trying each addr
 turn. ``getaddrinfo`` is wrapped process-wide, but only records inside a
 ``create_connection`` that belongs to a setup conntrace watches; every other caller pays
 one context lookup. The TCP step runs from the end of the lookup to the connected socket,
-so it covers every address tried.
+so it covers every address tried. An IP address is not looked up: ``getaddrinfo`` returns
+it without asking a resolver, so no DNS step is recorded for it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 from contextvars import ContextVar
@@ -42,12 +44,13 @@ _KEEPALIVE_TIMERS = tuple(
 class _Connect:
     """One ``create_connection`` call: a DNS step, then a TCP step."""
 
-    __slots__ = ("host", "lookup", "port", "setup", "started", "token")
+    __slots__ = ("host", "literal", "lookup", "port", "setup", "started", "token")
 
     def __init__(self, setup: Setup, host: str, port: int) -> None:
         self.setup = setup
         self.host = host
         self.port = port
+        self.literal = _is_address(host)
         self.started = time.time_ns()
         self.lookup: Step | None = None
         self.token = _resolving.set(self)
@@ -79,6 +82,14 @@ class _Connect:
 
 
 _resolving: ContextVar[_Connect | None] = ContextVar("conntrace_resolving", default=None)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _addresses(answers: Any) -> tuple[str, ...]:
@@ -120,7 +131,7 @@ _GETADDRINFO = "dns.getaddrinfo"
 
 def _getaddrinfo(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
     connect = _resolving.get()
-    if connect is None or connect.lookup is not None or not _runtime.active:
+    if connect is None or connect.lookup is not None or connect.literal or not _runtime.active:
         return wrapped(*args, **kwargs)
     try:
         if _runtime.fault is not None:
