@@ -39,6 +39,8 @@ class Response:
     truncate: bool = False
     # Wait this long before answering (a stalled read for a client with a short timeout).
     delay: float = 0.0
+    # Answer in HTTP/1.0 (without keep-alive: the connection closes after the response).
+    http_1_0: bool = False
 
 
 @dataclass
@@ -144,7 +146,7 @@ class LocalServer:
                 time.sleep(response.delay)
                 if response.drop:
                     return
-                close = response.close or self.close_after_response
+                close = response.close or self.close_after_response or response.http_1_0
                 encoded = _encode(response, close)
                 if response.reset:
                     sock.sendall(encoded[:5])
@@ -190,9 +192,10 @@ def _encode(response: Response, close: bool) -> bytes:
         "x-amzn-RequestId": f"req-{time.monotonic_ns()}",
         **response.headers,
     }
-    if close:
+    if close and not response.http_1_0:
         headers["Connection"] = "close"
-    head = f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Status')}\r\n"
+    version = "HTTP/1.0" if response.http_1_0 else "HTTP/1.1"
+    head = f"{version} {response.status} {_REASONS.get(response.status, 'Status')}\r\n"
     head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     return head.encode("latin-1") + b"\r\n" + response.body
 

@@ -58,6 +58,9 @@ POOL_COUNT = "conntrace.pool.count"
 # The library the program made the pool's client or session with: botocore, awscli,
 # requests or urllib3.
 POOL_LIBRARY = "conntrace.pool.library"
+POOL_CHECKED_OUT = "conntrace.pool.checked_out"
+# Why a TCP connection ended (one of CLOSE_CAUSES), on the events that say so.
+CONNECTION_CLOSE_CAUSE = "conntrace.connection.close_cause"
 
 # --- conntrace: the proxy a request went through -------------------------------------------------
 # The semantic conventions name the server behind a proxy (server.*) and the proxy's socket
@@ -88,6 +91,8 @@ HTTP_KEEP_ALIVE_TIMEOUT = "conntrace.http.keep_alive_timeout_s"
 AWS_ATTEMPTS = "conntrace.aws.attempts"
 AWS_CONNECT_TIMEOUT = "conntrace.aws.connect_timeout"
 AWS_READ_TIMEOUT = "conntrace.aws.read_timeout"
+# Which of connect_timeout and read_timeout are at botocore's default (60 s).
+AWS_DEFAULT_TIMEOUTS = "conntrace.aws.default_timeouts"
 AWS_RETRY_MODE = "conntrace.aws.retry_mode"
 AWS_MAX_ATTEMPTS = "conntrace.aws.max_attempts"
 AWS_MAX_POOL_CONNECTIONS = "conntrace.aws.max_pool_connections"
@@ -108,6 +113,31 @@ EVENT_POOL_DISCARDED = "conntrace.pool.discarded"
 EVENT_POOL_CREATED = "conntrace.pool.created"
 EVENT_CONNECTION_DROPPED = "conntrace.connection.dropped"
 EVENT_SERVER_CLOSED = "conntrace.connection.server_closed"
+EVENT_CLIENT_CLOSED = "conntrace.connection.client_closed"
+EVENT_CONNECTIONS_NOT_RETURNED = "conntrace.pool.not_returned"
+
+# --- why a TCP connection ended ------------------------------------------------------------------
+# The program (its HTTP library) closed it: a response released with its body unread (urllib3
+# then finds data waiting at the next checkout and closes it), a response or connection closed
+# by the program, the pool closed or cleared, a connection discarded by a full pool.
+CLOSED_UNREAD_BODY = "unread_body"
+CLOSED_BY_PROGRAM = "closed_by_program"
+CLOSED_POOL_CLOSED = "pool_closed"
+CLOSED_POOL_FULL = "pool_full"
+# The server, after a response: it said 'Connection: close', or answered HTTP/1.0 without
+# keep-alive.
+CLOSED_CONNECTION_CLOSE = "connection_close"
+CLOSED_HTTP_1_0 = "http_1_0"
+# The peer, while the connection sat idle in the pool: found at checkout (FIN, or a reset).
+CLOSED_PEER_IDLE = "peer_idle"
+CLOSED_PEER_RESET = "peer_reset"
+# An error broke the exchange.
+CLOSED_ERROR = "error"
+
+CLOSED_BY_CLIENT = (CLOSED_UNREAD_BODY, CLOSED_BY_PROGRAM, CLOSED_POOL_CLOSED, CLOSED_POOL_FULL)
+CLOSED_BY_SERVER = (CLOSED_CONNECTION_CLOSE, CLOSED_HTTP_1_0)
+CLOSED_BY_PEER_IDLE = (CLOSED_PEER_IDLE, CLOSED_PEER_RESET)
+CLOSE_CAUSES = (*CLOSED_BY_CLIENT, *CLOSED_BY_SERVER, *CLOSED_BY_PEER_IDLE, CLOSED_ERROR)
 
 # --- why a new connection was opened -------------------------------------------------------------
 REASON_FIRST = "first"
@@ -116,6 +146,7 @@ REASON_POOL_BUSY = "pool_busy"
 REASON_POOL_DISCARDED = "pool_discarded"
 REASON_SERVER_CLOSED = "server_closed"
 REASON_STALE = "stale"
+REASON_CLIENT_CLOSED = "client_closed"
 REASON_ERROR = "error"
 
 REASONS = (
@@ -125,6 +156,7 @@ REASONS = (
     REASON_POOL_DISCARDED,
     REASON_SERVER_CLOSED,
     REASON_STALE,
+    REASON_CLIENT_CLOSED,
     REASON_ERROR,
 )
 
@@ -175,10 +207,14 @@ FINDING_RETRY_TIME = "time_lost_to_retries"
 FINDING_SETUP_SHARE = "connection_setup_share"
 FINDING_NOT_IDEMPOTENT = "retried_not_idempotent"
 FINDING_IDLE_TIMEOUT = "idle_timeout"
+FINDING_BODIES_NOT_CLOSED = "response_bodies_not_closed"
+FINDING_POOL_WAIT = "pool_wait"
 
 FINDINGS = (
     FINDING_CLIENT_RECREATED,
+    FINDING_BODIES_NOT_CLOSED,
     FINDING_POOL_TOO_SMALL,
+    FINDING_POOL_WAIT,
     FINDING_SERVER_CLOSES,
     FINDING_IDLE_DROPPED,
     FINDING_REPEATED_DNS,

@@ -277,21 +277,33 @@ def _describe_attempt(attempt: Attempt, style: Style) -> tuple[str, str]:
 
 
 _NOTES = {
-    A.EVENT_SERVER_CLOSED: "server closed #{id} after this response (Connection: close)",
-    A.EVENT_CONNECTION_DROPPED: "#{id} was closed by the peer while idle {idle}: reconnecting",
+    A.EVENT_SERVER_CLOSED: "#{id} was closed {how}",
+    A.EVENT_CONNECTION_DROPPED: "#{id} was closed by the peer while idle {idle} ({peer}): "
+    "reconnecting",
+    A.EVENT_CLIENT_CLOSED: "#{id} was closed {how}: reconnecting",
     A.EVENT_POOL_DISCARDED: "pool full ({size} slots): #{id} discarded",
     A.EVENT_POOL_CREATED: "another connection pool for this host (pool {count})",
+    A.EVENT_CONNECTIONS_NOT_RETURNED: (
+        "{out} connections still out of the pool with no request in progress: "
+        "response bodies not read or closed"
+    ),
 }
 
 
 def _note(event: Event) -> str:
+    from .findings.model import CLOSE_CAUSE_WORDS
+
     attributes = event.attributes
     idle = attributes.get(A.CONNECTION_IDLE_MS)
+    cause = attributes.get(A.CONNECTION_CLOSE_CAUSE)
     return "! " + _NOTES[event.name].format(
         id=attributes.get(A.CONNECTION_ID, "?"),
         idle=format_ms(float(idle), COLUMN) if idle is not None else "",
         size=attributes.get(A.POOL_MAX_SIZE, "?"),
         count=attributes.get(A.POOL_COUNT, "?"),
+        how=CLOSE_CAUSE_WORDS.get(str(cause), "by the peer"),
+        out=attributes.get(A.POOL_CHECKED_OUT, "?"),
+        peer="reset" if cause == A.CLOSED_PEER_RESET else "FIN",
     )
 
 
@@ -493,20 +505,18 @@ def _host_parts(stats: HostStats, style: Style) -> list[tuple[list[str], tuple[s
         first.append(f"failed requests {stats.failed_requests}")
     ratio = stats.reused / stats.requests if stats.requests else 0.0
     reuse = f"reused {stats.reused} of {stats.requests} requests ({ratio:.0%})"
-    setup_ms = stats.setup_ms_all
-    share = setup_ms / stats.request_ms if stats.request_ms else 0.0
-    phases = [
-        f"{name} {format_ms(ms, COLUMN)}"
-        for name, ms in (
-            ("DNS", stats.dns_ms),
-            ("TCP", stats.tcp_ms_all),
-            # Only tunnels have a CONNECT exchange; forwarded requests have none.
-            *((("CONNECT", stats.proxy_ms_all),) if stats.proxy_ms_all else ()),
-            ("TLS", stats.tls_ms_all),
-        )
-    ]
-    phases[-1] += f" = {format_ms(setup_ms, COLUMN)}"
-    phases.append(f"{share:.0%} of {format_ms(stats.request_ms, COLUMN)} in requests")
+    # Only the steps that happened: an IP address is not looked up, plain HTTP has no TLS.
+    phases = (
+        [f"DNS {format_ms(stats.dns_ms, COLUMN)}" if stats.dns_lookups else "no DNS lookup"]
+        + [f"TCP {format_ms(stats.tcp_ms_all, COLUMN)}"]
+        # Only tunnels have a CONNECT exchange; forwarded requests have none.
+        + ([f"CONNECT {format_ms(stats.proxy_ms_all, COLUMN)}"] if stats.proxy_ms_all else [])
+        + ([f"TLS {format_ms(stats.tls_ms_all, COLUMN)}"] if stats.tls_handshakes else [])
+    )
+    phases[-1] += f" = {format_ms(stats.setup_ms_all, COLUMN)}"
+    phases.append(f"{stats.setup_share:.0%} of {format_ms(stats.request_ms, COLUMN)} in requests")
+    if stats.waited:
+        phases.append(f"pool wait {format_ms(stats.pool_wait_ms, COLUMN)}")
     parts: list[tuple[list[str], tuple[str, ...]]] = [
         (first, ("red",) if stats.failed_requests else ()),
         ([reuse], ("green" if ratio >= 0.5 else "yellow",)),

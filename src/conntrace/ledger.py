@@ -87,7 +87,10 @@ class Pool:
         "checked_out",
         "discards_pending",
         "errors_pending",
+        "held",
         "host",
+        "in_flight",
+        "kind",
         "library",
         "max_size",
         "number",
@@ -129,6 +132,12 @@ class Pool:
         self.discards_pending = 0
         self.checked_out = 0
         self.peak = 0
+        # The connections checked out now, and the attempts in progress: connections held
+        # while no attempt needs them were left out by responses never read or closed.
+        self.held: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self.in_flight = 0
+        # What kind of client uses it (the service of its first API call; "" for plain HTTP).
+        self.kind: str | None = None
         # Events that happened when no attempt or call of this pool was in progress (a
         # connection discarded after a body read outside urlopen): its next attempt shows them.
         self.pending: list[Event] = []
@@ -165,7 +174,10 @@ class Connection:
     __slots__ = (
         "__weakref__",
         "checked_out",
+        "close_cause",
         "connected_once",
+        "exchanging",
+        "holder",
         "id",
         "open",
         "opened_ns",
@@ -174,7 +186,7 @@ class Connection:
         "pool",
         "released_ns",
         "requests",
-        "server_closed",
+        "response",
         "setup_context",
         "setup_seen",
     )
@@ -188,7 +200,15 @@ class Connection:
         self.open = False
         self.checked_out = False
         self.connected_once = False
-        self.server_closed = False
+        # Why its last TCP connection ended (one of ``A.CLOSE_CAUSES``), once it has.
+        self.close_cause: str | None = None
+        # A request is being sent or its response head read on it now.
+        self.exchanging = False
+        # The label of the call that last took it from the pool.
+        self.holder = ""
+        # The last response read on it (http.client's), while the program holds it: whether
+        # its body was read tells an unread body from a peer's close.
+        self.response: weakref.ref[Any] | None = None
         # False: found open, made before conntrace was switched on (``connection_found``).
         self.setup_seen = True
         self.pending_reason: str | None = None
@@ -199,7 +219,16 @@ class Connection:
         self.setup_context: SpanContext | None = None
 
     def reason_for_reconnect(self) -> str:
-        return A.REASON_SERVER_CLOSED if self.server_closed else A.REASON_STALE
+        """Why this object opens a new TCP connection: how its last one ended."""
+        cause = self.close_cause
+        if cause in A.CLOSED_BY_SERVER:
+            return A.REASON_SERVER_CLOSED
+        if cause in A.CLOSED_BY_CLIENT:
+            return A.REASON_CLIENT_CLOSED
+        if cause == A.CLOSED_ERROR:
+            return A.REASON_ERROR
+        # Closed by the peer while idle, or closed where conntrace could not see it.
+        return A.REASON_STALE
 
 
 class Step:
@@ -404,6 +433,7 @@ class Attempt:
     __slots__ = (
         "age_ms",
         "call",
+        "close_cause",
         "closed_by_server",
         "connection",
         "end_ns",
@@ -418,6 +448,7 @@ class Attempt:
         "pool",
         "proxy",
         "reason",
+        "replaced_cause",
         "request_number",
         "resend",
         "reused",
@@ -426,6 +457,7 @@ class Attempt:
         "span_id",
         "start_ns",
         "status",
+        "unreturned",
         "url",
         "wait_ms",
     )
@@ -455,6 +487,13 @@ class Attempt:
         self.error: BaseException | None = None
         self.exchanged = False
         self.closed_by_server = False
+        # How the server closed the connection after this response (``A.CLOSED_BY_SERVER``).
+        self.close_cause: str | None = None
+        # How the connection that this attempt's new one replaced had ended.
+        self.replaced_cause: str | None = None
+        # Opened while no other attempt of its pool was in progress: the labels of the calls
+        # whose connections were still checked out (their responses never read or closed).
+        self.unreturned: tuple[str, ...] = ()
         self.idle_dropped_ms: list[float] = []
         # The response's ``Keep-Alive: timeout=N``, when it had one.
         self.keep_alive_timeout_s: float | None = None
@@ -626,6 +665,7 @@ def checked_out(pool: Pool, connection: Connection) -> None:
     global in_flight, peak_in_flight
     connection.checked_out = True
     with _lock:
+        pool.held.add(connection)
         pool.checked_out += 1
         if pool.checked_out > pool.peak:
             pool.peak = pool.checked_out
@@ -635,13 +675,19 @@ def checked_out(pool: Pool, connection: Connection) -> None:
     _tell("checked_out", pool)
 
 
-def returned(pool: Pool, connection: Connection | None, how: str) -> None:
-    """A checked-out connection came back (``connection`` None: an error broke it)."""
+def returned(
+    pool: Pool, connection: Connection | None, how: str, broken: Connection | None = None
+) -> None:
+    """A checked-out connection came back (``connection`` None: an error broke ``broken``, the
+    connection of the attempt in progress, if known)."""
     global in_flight
     with _lock:
         if (connection is None or connection.checked_out) and pool.checked_out:
             pool.checked_out -= 1
             in_flight = max(in_flight - 1, 0)
+        gone = connection if connection is not None else broken
+        if gone is not None:
+            pool.held.discard(gone)
         if how == BROKEN:
             pool.errors_pending += 1
         elif how == DISCARDED:
@@ -662,8 +708,9 @@ def connection_opened(setup: Setup, connection: Connection) -> None:
         connection.opened_ns = setup.end_ns
         connection.requests = 0
         connection.open = connection.connected_once = True
+        connection.close_cause = None
+        connection.response = None
         connection.setup_seen = True
-        connection.server_closed = False
         # Only a proxied request's span names its peer: the proxy, not its server.
         connection.peer = setup.peer if setup.proxy is not None else None
         _connections.add(connection)
@@ -709,7 +756,14 @@ def call_started(call: Call) -> None:
     _tell("call_started", call)
 
 
+def attempt_started(attempt: Attempt) -> None:
+    with _lock:
+        attempt.pool.in_flight += 1
+
+
 def attempt_ended(attempt: Attempt) -> None:
+    with _lock:
+        attempt.pool.in_flight = max(attempt.pool.in_flight - 1, 0)
     attempt.ended = True
     if not attempt.end_ns:
         attempt.end_ns = time.time_ns()

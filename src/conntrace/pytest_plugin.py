@@ -41,8 +41,11 @@ _HINTS = {
     A.REASON_POOL_BUSY: "every pooled connection was in use: more threads than connections at once",
     A.REASON_POOL_DISCARDED: "an earlier connection was thrown away because the pool was full: "
     "raise max_pool_connections to the number of threads",
-    A.REASON_SERVER_CLOSED: "the previous response said 'Connection: close'",
+    A.REASON_SERVER_CLOSED: "the server closed the previous connection after its response "
+    "('Connection: close', or HTTP/1.0 without keep-alive)",
     A.REASON_STALE: "the idle pooled connection had been closed by the peer",
+    A.REASON_CLIENT_CLOSED: "the program closed the previous connection (a response released "
+    "with its body unread, or closed early): read each response to its end",
     A.REASON_ERROR: "the previous connection broke on an error",
 }
 # A new pool's first connection: which of the two is decided per test (see the docstring).

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("conntrace")
 
 ENV_REPORT = "CONNTRACE_REPORT"
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 SCHEMA_FILE = "report.schema.json"
 EXACT = "exact: every call is counted, whatever the trace sampler keeps"
 

@@ -150,8 +150,8 @@ class Timeline(BaseSink):
             if lane is None or lane.end_ns is not None:
                 return
             lane.end_ns = closed_ns
-            if connection.server_closed:
-                self._ended(lane, END_SERVER, "the server answered Connection: close")
+            if connection.close_cause in A.CLOSED_BY_SERVER:
+                self._ended(lane, END_SERVER, _server_closed(connection.close_cause))
 
     def returned(self, pool: Pool, connection: Connection | None, how: str) -> None:
         if how != DISCARDED or connection is None:
@@ -182,7 +182,7 @@ class Timeline(BaseSink):
                     )
                 lane_id = connection.id
                 if attempt.closed_by_server:
-                    self._ended(lane, END_SERVER, "the server answered Connection: close")
+                    self._ended(lane, END_SERVER, _server_closed(attempt.close_cause))
                 elif attempt.error is not None and not connection.open:
                     self._ended(lane, END_BROKEN, type(attempt.error).__qualname__)
             for event in attempt.events:
@@ -721,3 +721,9 @@ def _write_at_exit() -> None:
     except Exception as error:
         # The program has finished its work: a page that cannot be written is a warning.
         log.warning("conntrace: could not write the HTML timeline to %s: %s", path, error)
+
+
+def _server_closed(cause: str | None) -> str:
+    if cause == A.CLOSED_HTTP_1_0:
+        return "the server answered in HTTP/1.0 without keep-alive"
+    return "the server answered Connection: close"

@@ -300,7 +300,9 @@ def test_connection_dropped_while_idle_is_shown_where_it_happened(server):
     assert lines[second].startswith(f"GET 127.0.0.1:{local.port} 200 · new #2 (stale)")
     # The event is drawn beneath the attempt it happened in, before its new connect.
     assert "! #1 was closed by the peer while idle " in lines[second + 1]
-    assert lines[second + 2].lstrip("│ ├└─").startswith("DNS ")
+    assert lines[second + 1].endswith("(FIN): reconnecting")
+    # 127.0.0.1 is not looked up: the new connect comes next.
+    assert lines[second + 2].lstrip("│ ├└─").startswith("TCP connect ")
     assert "connections opened 2 (first 1, stale 1)" in done.summaries()[done.pid]
 
 

@@ -30,11 +30,11 @@ def only(diagnosed: Diagnosed, name: str, **match: Any) -> tuple[str, Any]:
 
 
 def test_requests_connections_and_setup_durations(diagnosed: Diagnosed, server):
-    local = server()
+    local = server(host_name="localhost")
     client = dynamodb(local.url)
     for _ in range(3):
         client.list_tables()
-    where = {"server.address": "127.0.0.1", "server.port": local.port}
+    where = {"server.address": "localhost", "server.port": local.port}
 
     requests = {
         attributes[A.CONNECTION_REUSED]: (unit, point.value, attributes)
@@ -51,7 +51,7 @@ def test_requests_connections_and_setup_durations(diagnosed: Diagnosed, server):
         1,
     )
     [(unit, attributes, dns)] = diagnosed.points(A.METRIC_DNS_DURATION)
-    assert (unit, attributes, dns.count) == ("s", {A.DNS_QUESTION_NAME: "127.0.0.1"}, 1)
+    assert (unit, attributes, dns.count) == ("s", {A.DNS_QUESTION_NAME: "localhost"}, 1)
     assert 0 < dns.sum < 5
     assert dns.explicit_bounds[:3] == (0.0005, 0.001, 0.0025)
     [(unit, attributes, tcp)] = diagnosed.points(A.METRIC_CONNECT_DURATION)

@@ -58,7 +58,7 @@ def test_a_report_with_findings_validates(diagnosed: Diagnosed, server):
 
     document = json.loads(json.dumps(report.build([report.section(diagnosed.diagnosis)])))
     validate(document)
-    assert document["report_version"] == 2
+    assert document["report_version"] == 3
     assert {f["id"] for f in document["findings"]} >= {
         A.FINDING_CLIENT_RECREATED,
         A.FINDING_SERVER_CLOSES,

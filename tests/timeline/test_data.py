@@ -167,7 +167,7 @@ for _ in range(2):
 def test_a_tunnel_through_a_proxy_draws_the_connect_phase(tls_server: Any, ca: Any, tmp_path: Path):
     from ..proxy import LocalProxy
 
-    local, proxy = tls_server(), LocalProxy()
+    local, proxy = tls_server(), LocalProxy(host_name="localhost")  # a name: looked up
     page, authority = tmp_path / "proxy.html", tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(authority))
 

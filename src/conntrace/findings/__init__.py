@@ -20,11 +20,20 @@ from typing import Any
 from .. import ledger
 from ..metrics import ConnectionMetrics
 from .diagnosis import Diagnosis
-from .model import BOTOCORE_DEFAULT_TIMEOUT_S, Finding, HostStats, OperationStats, SpanRef
-from .rules import (
+from .model import (
+    BOTOCORE_DEFAULT_TIMEOUT_S,
     CLIENT_RECREATED_MIN,
+    CLIENT_RECREATED_REQUESTS_PER_POOL,
+    Finding,
+    HostStats,
+    OperationStats,
+    SpanRef,
+)
+from .rules import (
     HOST_RULES,
     OPERATION_RULES,
+    POOL_WAIT_MIN,
+    POOL_WAIT_SHARE_MIN,
     REPEATED_DNS_MIN,
     SERVER_CLOSES_MIN,
     SERVER_CLOSES_SHARE,
@@ -89,8 +98,11 @@ def _connection_metrics(meter_provider: Any, diagnosis: Diagnosis) -> Connection
 __all__ = [
     "BOTOCORE_DEFAULT_TIMEOUT_S",
     "CLIENT_RECREATED_MIN",
+    "CLIENT_RECREATED_REQUESTS_PER_POOL",
     "HOST_RULES",
     "OPERATION_RULES",
+    "POOL_WAIT_MIN",
+    "POOL_WAIT_SHARE_MIN",
     "REPEATED_DNS_MIN",
     "SERVER_CLOSES_MIN",
     "SERVER_CLOSES_SHARE",

@@ -23,7 +23,7 @@ from opentelemetry import trace
 from .. import attributes as A
 from .. import ledger
 from .._context import current_attempt
-from ..ledger import DISCARDED, Attempt, BaseSink, Call, Event, Pool, Server
+from ..ledger import DISCARDED, Attempt, BaseSink, Call, Connection, Event, Pool, Server
 from .model import Finding, HostStats, OperationStats
 from .rules import HOST_RULES, OPERATION_RULES, Rule, fire
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..metrics import ConnectionMetrics
 
 _SEVERITY_ORDER = {A.SEVERITY_WARNING: 0, A.SEVERITY_INFO: 1}
+_CLOSED_BY_POOL = (A.CLOSED_POOL_CLOSED, A.CLOSED_POOL_FULL)
 
 
 class Diagnosis(BaseSink):
@@ -87,6 +88,15 @@ class Diagnosis(BaseSink):
             attempt = current_attempt.get()
             if attempt is not None and attempt.span_id:
                 stats.keep(A.FINDING_POOL_TOO_SMALL, (attempt.call.trace_id, attempt.span_id))
+
+    def connection_closed(self, connection: Connection, closed_ns: int) -> None:
+        # A pool that closes or discards a connection never reconnects it: no later attempt
+        # says so, this close does.
+        pool = connection.pool
+        if pool is None or connection.close_cause not in _CLOSED_BY_POOL:
+            return
+        with self._lock:
+            self._host(pool.server).close_causes[connection.close_cause] += 1
 
     def attempt_ended(self, attempt: Attempt) -> None:
         with self._lock:

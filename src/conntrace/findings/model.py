@@ -9,6 +9,7 @@ rule reports, with ``SpanRef``s to those spans.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,12 +18,29 @@ from typing import Any
 from opentelemetry import trace
 
 from .. import attributes as A
-from ..ledger import URLLIB3, Attempt, Origin, Pool
+from ..ledger import TLS, URLLIB3, Attempt, Origin, Pool, Setup
 
-# Connections opened for these reasons are needed; the others replace one that was lost.
+# Connections opened for these reasons are needed; the others replace one that was lost (a
+# new pool's first connection only when clients are being created again and again).
 NEEDED = frozenset({A.REASON_FIRST, A.REASON_POOL_BUSY})
+# How a connection ended, in words (events, the terminal and the findings say it so).
+CLOSE_CAUSE_WORDS = {
+    A.CLOSED_UNREAD_BODY: "by the client: its response was released with the body unread",
+    A.CLOSED_BY_PROGRAM: "by the client: the program closed the response or the connection",
+    A.CLOSED_POOL_CLOSED: "by the client: its pool was closed or cleared",
+    A.CLOSED_POOL_FULL: "by the client: the pool was full",
+    A.CLOSED_CONNECTION_CLOSE: "by the server after the response ('Connection: close')",
+    A.CLOSED_HTTP_1_0: "by the server after the response (HTTP/1.0 without keep-alive)",
+    A.CLOSED_PEER_IDLE: "by the peer while idle (FIN)",
+    A.CLOSED_PEER_RESET: "by the peer while idle (reset)",
+    A.CLOSED_ERROR: "by an error",
+}
 # botocore's connect and read timeouts when the client's config leaves them unset.
 BOTOCORE_DEFAULT_TIMEOUT_S = 60.0
+# A client made per call: at least this many pools beyond one per thread, serving on average
+# no more than this many requests each (long-lived clients serve many).
+CLIENT_RECREATED_MIN = 2
+CLIENT_RECREATED_REQUESTS_PER_POOL = 5
 _SPANS_KEPT = 5
 _IDLE_SAMPLES_KEPT = 10
 
@@ -75,9 +93,9 @@ class Finding:
 # --- one attempt, as the rules read it -----------------------------------------------------------
 
 
-def replaced(attempt: Attempt) -> bool:
-    """The attempt's connection was opened to replace one that was lost."""
-    return attempt.reason is not None and attempt.reason not in NEEDED
+def api_call(attempt: Attempt) -> bool:
+    """Made by an SDK's API call (botocore), not a plain urllib3 or requests call."""
+    return attempt.call.is_api
 
 
 def failed(attempt: Attempt) -> bool:
@@ -123,10 +141,8 @@ def resent_not_idempotent(attempt: Attempt) -> bool:
 
 
 def on_default_timeouts(attempt: Attempt) -> bool:
-    return BOTOCORE_DEFAULT_TIMEOUT_S in (
-        attempt.settings.get(A.AWS_CONNECT_TIMEOUT),
-        attempt.settings.get(A.AWS_READ_TIMEOUT),
-    )
+    """The client's connect or read timeout is botocore's default, not one the user set."""
+    return bool(attempt.settings.get(A.AWS_DEFAULT_TIMEOUTS))
 
 
 # --- the whole process, per host and per operation -----------------------------------------------
@@ -163,11 +179,9 @@ class HostStats(_Examples):
     tls_ms_all: float = 0.0
     opened: Counter[str] = field(default_factory=Counter)
     setup_ms: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    replaced_dns_ms: float = 0.0
-    replaced_tcp_ms: float = 0.0
-    replaced_tls_ms: float = 0.0
+    # Connections opened again to replace one that was lost, but those of new pools.
+    reopened: Reopened = field(default_factory=lambda: Reopened())
     dns_lookups: int = 0
-    dns_repeated: int = 0
     dns_ms: float = 0.0
     dns_ms_max: float = 0.0
     pools: int = 0
@@ -179,6 +193,12 @@ class HostStats(_Examples):
     library: str = URLLIB3
     discarded: int = 0
     closed_by_server: int = 0
+    close_causes: Counter[str] = field(default_factory=Counter)
+    tls_handshakes: int = 0
+    pool_wait_ms: float = 0.0
+    unreturned: Counter[str] = field(default_factory=Counter)
+    opened_unreturned: int = 0
+    kinds: dict[str, ClientKind] = field(default_factory=dict)
     dropped: int = 0
     idle_ms_samples: list[float] = field(default_factory=list)
     idle_ms_min: float | None = None
@@ -244,12 +264,43 @@ class HostStats(_Examples):
         return self.dns_ms + self.tcp_ms_all + self.proxy_ms_all + self.tls_ms_all
 
     @property
-    def replaced(self) -> int:
-        return sum(count for reason, count in self.opened.items() if reason not in NEEDED)
+    def setup_share(self) -> float:
+        """``setup_ms_all`` as a share of the time spent in requests: the summary's and the
+        setup finding's one number."""
+        return self.setup_ms_all / self.request_ms if self.request_ms else 0.0
 
     @property
-    def replaced_setup_ms(self) -> float:
-        return sum(ms for reason, ms in self.setup_ms.items() if reason not in NEEDED)
+    def pool_wait_share(self) -> float:
+        return self.pool_wait_ms / self.request_ms if self.request_ms else 0.0
+
+    @property
+    def recreated(self) -> ClientKind | None:
+        """The kind of client whose pools are being made per call, if any: more pools than
+        threads using them, each serving few requests."""
+        for kind in self.kinds.values():
+            if kind.recreated:
+                return kind
+        return None
+
+    @property
+    def replaced(self) -> Reopened:
+        """Every connection opened to replace one that was lost: closed, dropped, or that of
+        a client made again for a call."""
+        total = Reopened()
+        for part in (self.reopened, *(k.reopened for k in self.kinds.values() if k.recreated)):
+            total.merge(part)
+        return total
+
+    def lost(self, attempt: Attempt) -> bool:
+        """The attempt's connection was opened to replace one that was lost: closed, dropped,
+        or that of a client made again for this call."""
+        reason = attempt.reason
+        if reason is None or reason in NEEDED:
+            return False
+        if reason == A.REASON_NEW_POOL:
+            kind = self.kinds.get(attempt.pool.kind or "")
+            return kind is not None and kind.recreated
+        return True
 
     def add(self, attempt: Attempt) -> None:
         self.library = attempt.pool.library
@@ -264,6 +315,20 @@ class HostStats(_Examples):
             self.reused_idle_ms_max = max(self.reused_idle_ms_max or 0.0, attempt.idle_ms)
         if attempt.keep_alive_timeout_s is not None:
             self.keep_alive_timeout_s = attempt.keep_alive_timeout_s
+        pool = attempt.pool
+        kind = self.kinds.get(pool.kind or "")
+        if kind is None:
+            kind = self.kinds[pool.kind or ""] = ClientKind(pool.kind or "")
+        kind.add(pool.number or id(pool))
+        if attempt.close_cause is not None:
+            self.close_causes[attempt.close_cause] += 1
+        if attempt.replaced_cause is not None and attempt.replaced_cause not in A.CLOSED_BY_SERVER:
+            self.close_causes[attempt.replaced_cause] += 1
+        if attempt.wait_ms:
+            self.pool_wait_ms += attempt.wait_ms
+        if attempt.unreturned:
+            self.opened_unreturned += 1
+            self.unreturned.update(attempt.unreturned)
         if attempt.proxy is not None:
             self.proxy = attempt.proxy
             # A forwarding proxy's pool serves many servers: its facts are the proxy's, and
@@ -285,6 +350,7 @@ class HostStats(_Examples):
         self.dns_ms_max = max(self.dns_ms_max, setup.dns_ms)
         self.tcp_ms_all += setup.tcp_ms
         self.tls_ms_all += setup.tls_ms
+        self.tls_handshakes += sum(1 for step in setup.steps if step.name == TLS)
         self.proxy_ms_all += setup.proxy_ms
         if setup.keepalive is not None:
             self.keepalive.add(setup.keepalive)
@@ -295,11 +361,11 @@ class HostStats(_Examples):
             return
         self.opened[setup.reason] += 1
         self.setup_ms[setup.reason] += setup.setup_ms
-        if replaced(attempt):
-            self.dns_repeated += setup.dns_lookups
-            self.replaced_dns_ms += setup.dns_ms
-            self.replaced_tcp_ms += setup.tcp_ms
-            self.replaced_tls_ms += setup.tls_ms
+        if setup.reason == A.REASON_NEW_POOL:
+            # Lost only if clients of this kind turn out to be made per call: kept per kind.
+            kind.reopened.add(setup)
+        elif setup.reason not in NEEDED:
+            self.reopened.add(setup)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -319,6 +385,10 @@ class HostStats(_Examples):
             "closed_by_server": self.closed_by_server,
             "dropped_idle": self.dropped,
             "origins": self.origins_list(),
+            "close_causes": {cause: self.close_causes.get(cause, 0) for cause in A.CLOSE_CAUSES},
+            "pool_wait_ms": round_ms(self.pool_wait_ms),
+            "pool_waits": self.waited,
+            "opened_while_unreturned": self.opened_unreturned,
             **self._proxy_dict(),
         }
 
@@ -330,6 +400,69 @@ class HostStats(_Examples):
             "proxy_port": self.proxy[1],
             "proxy_ms": round_ms(self.proxy_ms_all),
         }
+
+
+class Reopened:
+    """Connections opened again, and what their setups cost."""
+
+    __slots__ = ("dns_lookups", "dns_ms", "reasons", "setup_ms", "setups", "tcp_ms", "tls_ms")
+
+    def __init__(self) -> None:
+        self.setups = 0
+        self.setup_ms = self.dns_ms = self.tcp_ms = self.tls_ms = 0.0
+        self.dns_lookups = 0
+        self.reasons: Counter[str] = Counter()
+
+    def add(self, setup: Setup) -> None:
+        self.setups += 1
+        self.setup_ms += setup.setup_ms
+        self.dns_lookups += setup.dns_lookups
+        self.dns_ms += setup.dns_ms
+        self.tcp_ms += setup.tcp_ms
+        self.tls_ms += setup.tls_ms
+        self.reasons[setup.reason] += 1
+
+    def merge(self, other: Reopened) -> None:
+        self.setups += other.setups
+        self.setup_ms += other.setup_ms
+        self.dns_lookups += other.dns_lookups
+        self.dns_ms += other.dns_ms
+        self.tcp_ms += other.tcp_ms
+        self.tls_ms += other.tls_ms
+        self.reasons.update(other.reasons)
+
+
+class ClientKind:
+    """The pools of one kind of client (one service's, or plain HTTP's) for one server, and
+    the threads that used them: a client per thread makes one pool per thread, a client per
+    call one pool per call."""
+
+    __slots__ = ("name", "pools", "reopened", "requests", "threads")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.reopened = Reopened()
+        self.pools: set[int] = set()
+        self.threads: set[int] = set()
+        self.requests = 0
+
+    def add(self, pool: int) -> None:
+        self.pools.add(pool)
+        # The diagnosis is told on the thread that made the request.
+        self.threads.add(threading.get_ident())
+        self.requests += 1
+
+    @property
+    def extra_pools(self) -> int:
+        """Pools beyond one per thread."""
+        return len(self.pools) - len(self.threads)
+
+    @property
+    def recreated(self) -> bool:
+        return (
+            self.extra_pools >= CLIENT_RECREATED_MIN
+            and self.requests <= CLIENT_RECREATED_REQUESTS_PER_POOL * len(self.pools)
+        )
 
 
 @dataclass(eq=False)
@@ -353,17 +486,20 @@ class OperationStats(_Examples):
     resent_unsafe: int = 0
     resent_unsafe_calls: int = 0
     resent_unsafe_errors: Counter[str] = field(default_factory=Counter)
+    is_api: bool = False
 
     def add(self, attempt: Attempt) -> None:
         if attempt.settings:
             self.settings = attempt.settings
         self.library = attempt.pool.library
+        self.is_api = attempt.call.is_api
         if attempt.resend == 0:
             self.calls += 1
         else:
             self.extra_attempts += 1
             self.retried_calls += attempt.resend == 1
-            self.failed_ms += attempt.prior_ms
+            previous = attempt.previous
+            self.failed_ms += previous.duration_ms if previous is not None else 0.0
             self.backoff_ms += attempt.backoff_ms
             self.errors[attempt.prior_error or "unknown"] += 1
         if attempt.error_type is None:

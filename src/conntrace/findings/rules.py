@@ -18,38 +18,41 @@ from .advice import advice as advice_for
 from .advice import words
 from .model import (
     BOTOCORE_DEFAULT_TIMEOUT_S,
-    NEEDED,
+    CLOSE_CAUSE_WORDS,
     HostStats,
     OperationStats,
     failed,
     on_default_timeouts,
-    replaced,
     resent_not_idempotent,
     round_ms,
 )
 
-# Thresholds. One extra pool is common and fine (two clients for one service); one
-# 'Connection: close' can be a server restarting; one lost connection costs one setup.
-CLIENT_RECREATED_MIN = 2
+# Thresholds. One extra pool is common and fine (two clients for one service, CLIENT_RECREATED_MIN
+# in model.py); one 'Connection: close' can be a server restarting; one lost connection costs
+# one setup; a short wait for a pooled connection is the point of a blocking pool.
 SERVER_CLOSES_MIN = 2
 SERVER_CLOSES_SHARE = 0.5
 REPEATED_DNS_MIN = 2
 SETUP_SHARE_MIN = 0.2
 SETUP_SHARE_SETUPS_MIN = 2
+POOL_WAIT_SHARE_MIN = 0.2
+POOL_WAIT_MIN = 2
+BODIES_NOT_CLOSED_MIN = 1
 
 S = TypeVar("S", HostStats, OperationStats)
 
 
 @dataclass(frozen=True)
 class Rule(Generic[S]):
-    """``concerns``: this attempt is an instance of the problem; ``active``: the process has
+    """``concerns``: this attempt is an instance of the problem (read with the counts it was
+    just added to); ``active``: the process has
     seen enough of it to say so; ``event``: the line for the attempt's span event;
     ``describe``: the finding's target, summary, advice and evidence."""
 
     id: str
     severity: str
     title: str
-    concerns: Callable[[Attempt], bool]
+    concerns: Callable[[Attempt, S], bool]
     active: Callable[[S], bool]
     event: Callable[[Attempt, S], str]
     describe: Callable[[S], tuple[str, str, str, dict[str, Any]]]
@@ -57,19 +60,31 @@ class Rule(Generic[S]):
 
 def _client_recreated(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     count = h.opened[A.REASON_NEW_POOL]
-    pools = h.pools_seen
+    kind = h.recreated
+    pools = len(kind.pools) if kind is not None else h.pools_seen
+    threads = len(kind.threads) if kind is not None else 1
+    requests = kind.requests if kind is not None else h.requests
+    which = f"{kind.name} " if kind is not None and kind.name else ""
     setup_ms = h.setup_ms[A.REASON_NEW_POOL]
     summary = (
-        f"{count} connections to {h.target} were opened by a new connection pool ({pools} pools "
-        f"so far): {_made_where(h)}, and each new client starts without connections."
+        f"{pools} {_plural(pools, 'connection pool')} of {which}clients for {h.target} served "
+        f"{requests} {_plural(requests, 'request')} from {threads} "
+        f"{_plural(threads, 'thread')}: {_made_where(h)}, and each new client starts without "
+        f"connections ({count} opened by new pools)."
     )
     advice = advice_for(A.FINDING_CLIENT_RECREATED, h.library, setup=_duration(setup_ms))
-    evidence = {"connections": count, "pools": pools, "setup_ms": round_ms(setup_ms)}
+    evidence = {
+        "connections": count,
+        "pools": pools,
+        "threads": threads,
+        "client": kind.name if kind is not None else "",
+        "setup_ms": round_ms(setup_ms),
+    }
     return (
         h.target,
         summary,
         advice,
-        {**evidence, "requests": h.requests, "origins": h.origins_list()},
+        {**evidence, "requests": requests, "origins": h.origins_list()},
     )
 
 
@@ -129,18 +144,27 @@ def _pool_too_small(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
 
 def _server_closes(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     again = h.opened[A.REASON_SERVER_CLOSED]
+    how = _causes(h, A.CLOSED_BY_SERVER)
     summary = (
         f"{h.closed_by_server} of {h.requests} responses from {h.target} closed their connection "
-        f"('Connection: close'), so {again} later requests had to open a new one."
+        f"({how}), so {again} later requests had to open a new one."
     )
+    http10 = h.close_causes[A.CLOSED_HTTP_1_0]
     advice = (
         "The server, or a proxy or load balancer in front of it, ends keep-alive after each "
         "response: check its keep-alive settings (keep-alive off, an HTTP/1.0 hop, a low "
         "maximum of requests per connection). No client setting keeps open a connection that "
         "the server closes."
     )
+    if http10:
+        advice += (
+            " HTTP/1.0 responses without 'Connection: keep-alive' close their connection: "
+            "the server or a proxy answers in HTTP/1.0."
+        )
     evidence = {
         "closed_by_server": h.closed_by_server,
+        "connection_close": h.close_causes[A.CLOSED_CONNECTION_CLOSE],
+        "http_1_0": http10,
         "responses": h.requests,
         "opened_server_closed": again,
         "setup_ms": round_ms(h.setup_ms[A.REASON_SERVER_CLOSED]),
@@ -154,8 +178,8 @@ def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     keepalive = next(iter(h.keepalive)) if len(h.keepalive) == 1 else None
     summary = (
         f"{h.dropped} pooled connections to {h.target} had been closed by the peer while idle "
-        f"({_idle_range(h)}); {words(h.library).finds_dead} and opened "
-        f"{h.opened[A.REASON_STALE]} new ones."
+        f"({_idle_range(h)}; {_causes(h, A.CLOSED_BY_PEER_IDLE)}); "
+        f"{words(h.library).finds_dead} and opened {h.opened[A.REASON_STALE]} new ones."
     )
     keepalive_seen = {True: "was on", False: "was off", None: "varied"}[keepalive]
     advice = (
@@ -171,6 +195,8 @@ def _idle_dropped(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
         "idle_ms_max": round_ms(h.idle_ms_max or 0.0),
         "idle_ms_samples": [round_ms(idle) for idle in h.idle_ms_samples],
         "opened_stale": h.opened[A.REASON_STALE],
+        "peer_idle": h.close_causes[A.CLOSED_PEER_IDLE],
+        "peer_reset": h.close_causes[A.CLOSED_PEER_RESET],
         "socket_keepalive": keepalive,
     }
     return h.target, summary, advice, evidence
@@ -209,9 +235,9 @@ def _idle_dropped_httpx(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
 
 def _repeated_dns(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     summary = (
-        f"{h.dns_name} was looked up {h.dns_lookups} times ({_duration(h.dns_ms)} in all, slowest "
-        f"{_duration(h.dns_ms_max)}); {h.dns_repeated} of them for connections that replaced "
-        "one that was lost."
+        f"{h.dns_name} was looked up {h.dns_lookups} times ({_duration(h.dns_ms)} in all, "
+        f"slowest {_duration(h.dns_ms_max)}); {h.replaced.dns_lookups} of them for connections "
+        f"opened again ({_reasons(h)})."
     )
     advice = (
         f"{words(h.library).dns_cache} Remove what forces the new connections (see the other "
@@ -220,7 +246,7 @@ def _repeated_dns(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
     )
     evidence = {
         "lookups": h.dns_lookups,
-        "repeated": h.dns_repeated,
+        "repeated": h.replaced.dns_lookups,
         "dns_ms": round_ms(h.dns_ms),
         "dns_ms_max": round_ms(h.dns_ms_max),
     }
@@ -228,29 +254,86 @@ def _repeated_dns(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
 
 
 def _setup_share(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
-    setup_ms = h.replaced_setup_ms
-    share = setup_ms / h.request_ms if h.request_ms else 0.0
-    reasons = {r: n for r, n in sorted(h.opened.items()) if r not in NEEDED and n}
+    again = h.replaced
+    share = again.setup_ms / h.request_ms if h.request_ms else 0.0
+    reasons = {r: n for r, n in sorted(again.reasons.items()) if n}
     summary = (
-        f"Connections to {h.target} that had to be opened again took {_duration(setup_ms)} of "
-        f"the {_duration(h.request_ms)} spent in requests ({share:.0%}): {h.replaced} setups, "
-        f"DNS {_duration(h.replaced_dns_ms)}, TCP {_duration(h.replaced_tcp_ms)}, "
-        f"TLS {_duration(h.replaced_tls_ms)}."
+        f"Opening connections to {h.target} took {_duration(h.setup_ms_all)} of the "
+        f"{_duration(h.request_ms)} spent in requests ({h.setup_share:.0%}); the "
+        f"{again.setups} opened again took {_duration(again.setup_ms)} ({share:.0%}): "
+        + (f"DNS {_duration(again.dns_ms)}, " if again.dns_lookups else "no DNS lookup, ")
+        + f"TCP {_duration(again.tcp_ms)}"
+        + (f", TLS {_duration(again.tls_ms)}." if h.tls_handshakes else ".")
     )
-    causes = ", ".join(f"{reason} ({count})" for reason, count in reasons.items())
     advice = (
         "Every connection opened again pays DNS, TCP and TLS before its request is sent. "
-        f"Remove the cause, by reason: {causes}; the other findings for this host say how."
+        f"Remove the cause, by reason: {_reasons(h)}; the other findings for this host say how."
     )
+    if h.opened[A.REASON_CLIENT_CLOSED]:
+        advice += (
+            " client_closed: the program closed its connections, "
+            f"{_causes(h, A.CLOSED_BY_CLIENT)}: read each response to its end before "
+            "releasing it (or drain_conn()), instead of closing it early."
+        )
     evidence = {
-        "setups": h.replaced,
-        "setup_ms": round_ms(setup_ms),
+        "setups": again.setups,
+        "setup_ms": round_ms(again.setup_ms),
         "request_ms": round_ms(h.request_ms),
         "share": round(share, 4),
-        "dns_ms": round_ms(h.replaced_dns_ms),
-        "tcp_ms": round_ms(h.replaced_tcp_ms),
-        "tls_ms": round_ms(h.replaced_tls_ms),
+        "setup_ms_all": round_ms(h.setup_ms_all),
+        "share_all": round(h.setup_share, 4),
+        "dns_ms": round_ms(again.dns_ms),
+        "tcp_ms": round_ms(again.tcp_ms),
+        "tls_ms": round_ms(again.tls_ms),
         "reasons": reasons,
+    }
+    return h.target, summary, advice, evidence
+
+
+def _bodies_not_closed(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    left = ", ".join(f"{label} (x{count})" for label, count in h.unreturned.most_common())
+    summary = (
+        f"{h.opened_unreturned} connections to {h.target} were opened while only one request "
+        "was in progress: the pooled ones were still checked out by earlier responses that "
+        f"were never read to the end or closed. Left out by: {left}."
+    )
+    advice = (
+        "Read or close every response body: botocore's get_object()['Body'] with "
+        "body.read() or body.close() (or `with contextlib.closing(body)`); urllib3 "
+        "responses made with preload_content=False with read() then release_conn(), or "
+        "drain_conn(); requests with stream=True inside `with session.get(...) as r:`. "
+        "Until then each connection stays out of the pool, and the pool opens a new one "
+        "for the next request."
+    )
+    evidence = {
+        "opened": h.opened_unreturned,
+        "left_out_by": dict(h.unreturned),
+        "opened_pool_busy": h.opened[A.REASON_POOL_BUSY],
+    }
+    return h.target, summary, advice, evidence
+
+
+def _pool_wait(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
+    summary = (
+        f"Requests to {h.target} waited {_duration(h.pool_wait_ms)} in all for a pooled "
+        f"connection ({h.waited} waits, the longest {_duration(h.wait_ms_max)}): "
+        f"{h.pool_wait_share:.0%} of the {_duration(h.request_ms)} spent in requests. Up to "
+        f"{h.max_concurrency} requests ran at once on {h.pool_max_size} pooled connections."
+    )
+    advice = (
+        "The pool blocks (urllib3 PoolManager(block=True), requests "
+        "HTTPAdapter(pool_block=True)) and is smaller than the threads sharing it: raise "
+        "its size to the number of threads (PoolManager(maxsize=N), "
+        "HTTPAdapter(pool_maxsize=N)), or use fewer threads."
+    )
+    evidence = {
+        "pool_wait_ms": round_ms(h.pool_wait_ms),
+        "pool_wait_ms_max": round_ms(h.wait_ms_max),
+        "waits": h.waited,
+        "request_ms": round_ms(h.request_ms),
+        "share": round(h.pool_wait_share, 4),
+        "pool_max_size": h.pool_max_size,
+        "max_concurrency": h.max_concurrency,
     }
     return h.target, summary, advice, evidence
 
@@ -277,18 +360,21 @@ def _retry_time(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
 
 
 def _timeouts(settings: Mapping[str, Any], library: str) -> str:
-    """The timeouts left at botocore's default, named as such, and those the program set:
-    "botocore's default read_timeout=60 s (connect_timeout=1 s set)"."""
-    names = ("--cli-connect-timeout", "--cli-read-timeout") if library == AWSCLI else (
-        "connect_timeout", "read_timeout"
-    )  # fmt: skip
-    default: list[str] = []
-    chosen: list[str] = []
-    for name, key in zip(names, (A.AWS_CONNECT_TIMEOUT, A.AWS_READ_TIMEOUT)):
-        value = float(settings.get(key, BOTOCORE_DEFAULT_TIMEOUT_S))
-        (default if value == BOTOCORE_DEFAULT_TIMEOUT_S else chosen).append(f"{name}={value:g} s")
-    words = f"botocore's default {' and '.join(default)}"
-    return words + (f" ({', '.join(chosen)} set)" if chosen else "")
+    """The timeouts left at botocore's default, named as such, and those the program set, in
+    the library's own words: "botocore's default read_timeout=60 s (connect_timeout=1 s set)"."""
+    defaults = tuple(settings.get(A.AWS_DEFAULT_TIMEOUTS, ()))
+    values = {
+        "connect_timeout": float(settings.get(A.AWS_CONNECT_TIMEOUT, BOTOCORE_DEFAULT_TIMEOUT_S)),
+        "read_timeout": float(settings.get(A.AWS_READ_TIMEOUT, BOTOCORE_DEFAULT_TIMEOUT_S)),
+    }
+    names = {"connect_timeout": "--cli-connect-timeout", "read_timeout": "--cli-read-timeout"}
+    named = {
+        key: f"{names[key] if library == AWSCLI else key}={value:g} s"
+        for key, value in values.items()
+    }
+    default = " and ".join(named[key] for key in values if key in defaults)
+    chosen = [named[key] for key in values if key not in defaults]
+    return f"botocore's default {default}" + (f" ({', '.join(chosen)} set)" if chosen else "")
 
 
 def _default_timeouts(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]:
@@ -309,6 +395,7 @@ def _default_timeouts(o: OperationStats) -> tuple[str, str, str, dict[str, Any]]
         "problem_attempts": o.problems_on_defaults,
         "connect_timeout_s": connect,
         "read_timeout_s": read,
+        "default_timeouts": list(o.settings.get(A.AWS_DEFAULT_TIMEOUTS, ())),
         "retry_mode": mode,
         "max_attempts": attempts,
         "worst_case_s": worst,
@@ -415,19 +502,34 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         A.FINDING_CLIENT_RECREATED,
         A.SEVERITY_WARNING,
         "client created again and again",
-        concerns=lambda a: a.reason == A.REASON_NEW_POOL,
-        active=lambda h: h.opened[A.REASON_NEW_POOL] >= CLIENT_RECREATED_MIN,
+        concerns=lambda a, h: a.reason == A.REASON_NEW_POOL,
+        active=lambda h: h.recreated is not None,
         event=lambda a, h: (
-            f"connection opened by a new pool for {h.target} ({h.opened[A.REASON_NEW_POOL]} so "
-            "far): create the client once and reuse it"
+            f"connection opened by a new pool for {h.target} "
+            f"({_count(h.recreated.pools if h.recreated else (), 'pool')} so far for "
+            f"{_count(h.recreated.threads if h.recreated else (), 'thread')}): create the "
+            "client once and reuse it"
         ),
         describe=_client_recreated,
+    ),
+    Rule(
+        A.FINDING_BODIES_NOT_CLOSED,
+        A.SEVERITY_WARNING,
+        "response bodies not closed",
+        concerns=lambda a, h: bool(a.unreturned),
+        active=lambda h: h.opened_unreturned >= BODIES_NOT_CLOSED_MIN,
+        event=lambda a, h: (
+            f"opened a new connection while this was the only request in progress: "
+            f"{_count(a.unreturned, 'connection')} still checked out by earlier responses never "
+            f"read or closed ({', '.join(sorted(set(a.unreturned)))})"
+        ),
+        describe=_bodies_not_closed,
     ),
     Rule(
         A.FINDING_POOL_TOO_SMALL,
         A.SEVERITY_WARNING,
         "connection pool smaller than concurrency",
-        concerns=lambda a: a.reason in (A.REASON_POOL_BUSY, A.REASON_POOL_DISCARDED) or a.waited,
+        concerns=lambda a, h: a.reason in (A.REASON_POOL_BUSY, A.REASON_POOL_DISCARDED) or a.waited,
         active=lambda h: h.discarded > 0 or h.opened[A.REASON_POOL_DISCARDED] > 0 or h.waited > 0,
         event=lambda a, h: (
             f"{_in_use(a)}; up to {h.max_concurrency} requests at once for {h.pool_max_size} "
@@ -436,17 +538,33 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         describe=_pool_too_small,
     ),
     Rule(
+        A.FINDING_POOL_WAIT,
+        A.SEVERITY_WARNING,
+        "requests wait for a pooled connection",
+        concerns=lambda a, h: a.waited,
+        active=lambda h: (
+            h.waited >= POOL_WAIT_MIN and h.pool_wait_ms >= POOL_WAIT_SHARE_MIN * h.request_ms
+        ),
+        event=lambda a, h: (
+            f"waited {_duration(a.wait_ms or 0.0)} for a pooled connection of this "
+            f"{_duration(a.duration_ms)} request; {h.pool_wait_share:.0%} of request time "
+            f"for {h.target} is waiting"
+        ),
+        describe=_pool_wait,
+    ),
+    Rule(
         A.FINDING_SERVER_CLOSES,
         A.SEVERITY_WARNING,
         "server closes connections after each response",
-        concerns=lambda a: a.closed_by_server,
+        concerns=lambda a, h: a.closed_by_server,
         active=lambda h: (
             h.closed_by_server >= SERVER_CLOSES_MIN
             and h.closed_by_server >= SERVER_CLOSES_SHARE * h.requests
         ),
         event=lambda a, h: (
-            f"the response closed its connection ('Connection: close'): {h.closed_by_server} of "
-            f"{h.requests} responses from {h.target} did"
+            f"the server closed the connection after this response "
+            f"({_cause_detail(a.close_cause)}): {h.closed_by_server} of {h.requests} responses "
+            f"from {h.target} did"
         ),
         describe=_server_closes,
     ),
@@ -454,7 +572,7 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         A.FINDING_IDLE_DROPPED,
         A.SEVERITY_INFO,
         "idle connections dropped by the peer",
-        concerns=lambda a: bool(a.idle_dropped_ms) or a.reason == A.REASON_STALE,
+        concerns=lambda a, h: bool(a.idle_dropped_ms) or a.reason == A.REASON_STALE,
         active=lambda h: h.dropped > 0 or h.opened[A.REASON_STALE] > 0,
         event=lambda a, h: (
             f"the pooled connection had been closed by the peer after "
@@ -468,7 +586,7 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         A.FINDING_IDLE_TIMEOUT,
         A.SEVERITY_INFO,
         "idle timeout between client and server",
-        concerns=lambda a: bool(a.idle_dropped_ms),
+        concerns=lambda a, h: bool(a.idle_dropped_ms),
         active=lambda h: h.dropped > 0,
         event=lambda a, h: f"idle timeout in the middle: {_idle_bound(h)}",
         describe=_idle_timeout,
@@ -477,8 +595,8 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         A.FINDING_REPEATED_DNS,
         A.SEVERITY_INFO,
         "repeated DNS lookups",
-        concerns=lambda a: replaced(a) and a.setup is not None and a.setup.dns_lookups > 0,
-        active=lambda h: h.dns_repeated >= REPEATED_DNS_MIN,
+        concerns=lambda a, h: h.lost(a) and a.setup is not None and a.setup.dns_lookups > 0,
+        active=lambda h: h.replaced.dns_lookups >= REPEATED_DNS_MIN,
         event=lambda a, h: (
             f"{h.dns_name} looked up again ({_duration(a.setup.dns_ms if a.setup else 0.0)}) for a "
             f"connection opened because of {a.reason}; {words(h.library).dns_event}"
@@ -489,10 +607,10 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         A.FINDING_SETUP_SHARE,
         A.SEVERITY_WARNING,
         "connection setup is a large share of request time",
-        concerns=lambda a: replaced(a) and a.setup is not None and a.setup.ok,
+        concerns=lambda a, h: h.lost(a) and a.setup is not None and a.setup.ok,
         active=lambda h: (
-            h.replaced >= SETUP_SHARE_SETUPS_MIN
-            and h.replaced_setup_ms >= SETUP_SHARE_MIN * h.request_ms
+            h.replaced.setups >= SETUP_SHARE_SETUPS_MIN
+            and h.replaced.setup_ms >= SETUP_SHARE_MIN * h.request_ms
         ),
         event=lambda a, h: (
             f"opening this connection again ({a.reason}) took "
@@ -508,7 +626,7 @@ OPERATION_RULES: tuple[Rule[OperationStats], ...] = (
         A.FINDING_RETRY_TIME,
         A.SEVERITY_WARNING,
         "time lost to retries",
-        concerns=lambda a: a.resend > 0,
+        concerns=lambda a, o: a.resend > 0,
         active=lambda o: o.extra_attempts > 0,
         event=lambda a, o: (
             f"retry {a.resend}: {_duration(a.prior_ms)} in earlier attempts "
@@ -521,7 +639,7 @@ OPERATION_RULES: tuple[Rule[OperationStats], ...] = (
         A.FINDING_DEFAULT_TIMEOUTS,
         A.SEVERITY_INFO,
         "default timeouts on a call that failed",
-        concerns=lambda a: (failed(a) or a.resend > 0) and on_default_timeouts(a),
+        concerns=lambda a, o: (failed(a) or a.resend > 0) and on_default_timeouts(a),
         active=lambda o: o.problems_on_defaults > 0,
         event=lambda a, o: (
             f"this call failed or was retried on {_timeouts(a.settings, a.pool.library)} with up "
@@ -533,7 +651,7 @@ OPERATION_RULES: tuple[Rule[OperationStats], ...] = (
         A.FINDING_NOT_IDEMPOTENT,
         A.SEVERITY_WARNING,
         "a call that is not idempotent was sent again",
-        concerns=resent_not_idempotent,
+        concerns=lambda a, o: resent_not_idempotent(a),
         active=lambda o: o.resent_unsafe > 0,
         event=lambda a, o: (
             f"attempt {a.resend + 1} of {a.label} sent again after {a.prior_error}: the "
@@ -548,7 +666,7 @@ def fire(rules: tuple[Rule[Any], ...], attempt: Attempt, stats: Any) -> list[tup
     """Keep the attempt as an example of each rule it concerns; the events of those active."""
     fired = []
     for rule in rules:
-        if not rule.concerns(attempt):
+        if not rule.concerns(attempt, stats):
             continue
         if attempt.span_id:
             stats.keep(rule.id, (attempt.call.trace_id, attempt.span_id))
@@ -565,6 +683,33 @@ def _in_use(a: Attempt) -> str:
 
 def _duration(ms: float) -> str:
     return format_ms(ms, PROSE)
+
+
+def _plural(count: int, noun: str) -> str:
+    return noun if count == 1 else noun + "s"
+
+
+def _count(items: Any, noun: str) -> str:
+    count = len(items)
+    return f"{count} {_plural(count, noun)}"
+
+
+def _cause_detail(cause: str | None) -> str:
+    """The part in brackets of a close cause's words ('Connection: close')."""
+    words = CLOSE_CAUSE_WORDS.get(cause or "", "")
+    return words[words.find("(") + 1 : words.rfind(")")] if "(" in words else (cause or "?")
+
+
+def _causes(h: HostStats, causes: tuple[str, ...]) -> str:
+    """How many connections ended by each of these causes, in words."""
+    counted = [(cause, h.close_causes[cause]) for cause in causes if h.close_causes[cause]]
+    if not counted:
+        return "how is not known"
+    return ", ".join(f"{count} {CLOSE_CAUSE_WORDS[cause]}" for cause, count in counted)
+
+
+def _reasons(h: HostStats) -> str:
+    return ", ".join(f"{r} ({n})" for r, n in sorted(h.replaced.reasons.items()) if n)
 
 
 def _idle_range(h: HostStats) -> str:

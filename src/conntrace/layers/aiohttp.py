@@ -259,10 +259,15 @@ def _reason(state: _PoolState, attempt: Attempt | None, now: int) -> str:
         if by_peer and attempt is not None:
             idle = _ms(now - lost.released_ns) if lost.released_ns else 0.0
             attempt.idle_dropped_ms.append(idle)
+            attempt.replaced_cause = A.CLOSED_PEER_IDLE
             attempt.events.append(
                 Event(
                     A.EVENT_CONNECTION_DROPPED,
-                    {A.CONNECTION_ID: lost.id or 0, A.CONNECTION_IDLE_MS: idle},
+                    {
+                        A.CONNECTION_ID: lost.id or 0,
+                        A.CONNECTION_IDLE_MS: idle,
+                        A.CONNECTION_CLOSE_CAUSE: A.CLOSED_PEER_IDLE,
+                    },
                 )
             )
         return A.REASON_STALE
@@ -461,9 +466,11 @@ class _Exchange:
         now = time.time_ns()
         connection = self.link.connection
         connection.requests += 1
-        closed_by_server = error is None and (connection.server_closed or _says_close(response))
+        closed_by_server = error is None and (
+            connection.close_cause in A.CLOSED_BY_SERVER or _says_close(response)
+        )
         if closed_by_server:
-            connection.server_closed = True
+            connection.close_cause = A.CLOSED_CONNECTION_CLOSE
         attempt = self.attempt
         if attempt is None:
             return
@@ -476,8 +483,15 @@ class _Exchange:
             attempt.age_ms = _ms(now - connection.opened_ns)
         if closed_by_server:
             attempt.closed_by_server = True
+            attempt.close_cause = connection.close_cause
             attempt.events.append(
-                Event(A.EVENT_SERVER_CLOSED, {A.CONNECTION_ID: connection.id or 0})
+                Event(
+                    A.EVENT_SERVER_CLOSED,
+                    {
+                        A.CONNECTION_ID: connection.id or 0,
+                        A.CONNECTION_CLOSE_CAUSE: connection.close_cause,
+                    },
+                )
             )
 
 
@@ -507,7 +521,7 @@ class _Return:
             ledger.returned(state.pool, connection, KEPT)
             return
         link.closing = True
-        if connection.server_closed:
+        if connection.close_cause in A.CLOSED_BY_SERVER:
             state.closed_by_server += 1
             ledger.returned(state.pool, connection, KEPT)
         else:
@@ -523,7 +537,7 @@ def _start_return(instance: Any, args: tuple, kwargs: dict) -> _Return | None:
     # cleanly); an error marks it too, with the exception. This can come before the
     # exchange hook ends: aiohttp releases a connection as soon as the body is in.
     if getattr(proto, "_should_close", False) and getattr(proto, "_exception", None) is None:
-        link.connection.server_closed = True
+        link.connection.close_cause = A.CLOSED_CONNECTION_CLOSE
     return _Return(link, proto)
 
 

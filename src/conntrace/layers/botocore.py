@@ -93,11 +93,24 @@ def client_settings(client: Any) -> dict[str, Any]:
         A.AWS_MAX_POOL_CONNECTIONS: int(config.max_pool_connections),
         A.AWS_TCP_KEEPALIVE: _keepalive(client),
     }
+    settings[A.AWS_DEFAULT_TIMEOUTS] = _default_timeouts(config)
     max_attempts = _max_attempts(client, retries, mode)
     if max_attempts is not None:
         settings[A.AWS_MAX_ATTEMPTS] = max_attempts
     client.__dict__["_conntrace_settings"] = settings
     return settings
+
+
+def _default_timeouts(config: Any) -> tuple[str, ...]:
+    # A client's merged config lists every timeout as given once any Config was passed, so
+    # the value tells: a timeout at botocore's own default behaves as one, whoever wrote it.
+    from botocore.endpoint import DEFAULT_TIMEOUT
+
+    return tuple(
+        name
+        for name in ("connect_timeout", "read_timeout")
+        if float(getattr(config, name)) == float(DEFAULT_TIMEOUT)
+    )
 
 
 def _keepalive(client: Any) -> bool:

@@ -5,17 +5,18 @@ urllib3 and httpcore's sync backend resolve with ``socket.getaddrinfo`` and then
 trying each address in turn. ``getaddrinfo`` is wrapped process-wide, but only records
 inside a connect (``Connect``) that belongs to a setup conntrace watches; every other
 caller pays one context lookup. The TCP step runs from the end of the lookup to the
-connected socket, so it covers every address tried.
+connected socket, so it covers every address tried. An IP address is not looked up:
+``getaddrinfo`` returns it without asking a resolver, so no DNS step is recorded for it.
 
 httpcore's async backend resolves with anyio's ``getaddrinfo``, which asyncio runs in a
 thread pool that does not copy context variables: the sync hook never sees the setup
 there. The lookup is timed around anyio's coroutine instead, in the task that awaits it,
-so the step includes any wait for a free worker thread (as the request did). anyio skips
-the lookup for an IP address, so an async setup to an address has no DNS step.
+so the step includes any wait for a free worker thread (as the request did).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 from contextvars import ContextVar
@@ -49,12 +50,13 @@ _KEEPALIVE_TIMERS = tuple(
 class Connect:
     """One ``create_connection`` call: a DNS step, then a TCP step."""
 
-    __slots__ = ("host", "lookup", "port", "setup", "started", "token")
+    __slots__ = ("host", "literal", "lookup", "port", "setup", "started", "token")
 
     def __init__(self, setup: Setup, host: str, port: int) -> None:
         self.setup = setup
         self.host = host
         self.port = port
+        self.literal = _is_address(host)
         self.started = time.time_ns()
         self.lookup: Step | None = None
         self.token = _resolving.set(self)
@@ -86,6 +88,14 @@ class Connect:
 
 
 _resolving: ContextVar[Connect | None] = ContextVar("conntrace_resolving", default=None)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _addresses(answers: Any) -> tuple[str, ...]:
@@ -125,7 +135,7 @@ def _start_connect(instance: Any, args: tuple, kwargs: dict) -> Connect | None:
 def _watching() -> Connect | None:
     """The connect whose lookup this is, if conntrace records it."""
     connect = _resolving.get()
-    if connect is None or connect.lookup is not None or not _runtime.active:
+    if connect is None or connect.lookup is not None or connect.literal or not _runtime.active:
         return None
     return connect
 

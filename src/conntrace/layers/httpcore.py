@@ -112,12 +112,14 @@ def _cause(error: BaseException) -> BaseException:
     return error
 
 
-def _closes(http_version: bytes, headers: Any) -> bool:
-    """The response says the server closes the connection after it."""
+def _closes(http_version: bytes, headers: Any) -> str | None:
+    """How the response says the server closes the connection after it, if it does."""
     tokens = [value.lower() for name, value in headers if name.lower() == b"connection"]
     if any(b"close" in value for value in tokens):
-        return True
-    return http_version == b"HTTP/1.0" and not any(b"keep-alive" in value for value in tokens)
+        return A.CLOSED_CONNECTION_CLOSE
+    if http_version == b"HTTP/1.0" and not any(b"keep-alive" in value for value in tokens):
+        return A.CLOSED_HTTP_1_0
+    return None
 
 
 # --- one request through the pool ----------------------------------------------------------------
@@ -361,8 +363,9 @@ class _Request:
         attempt = self.attempt
         attempt.status = status
         connection = self.connection
-        if connection is not None and _closes(http_version, headers):
-            connection.server_closed = True
+        cause = _closes(http_version, headers)
+        if connection is not None and cause is not None:
+            connection.close_cause = attempt.close_cause = cause
             attempt.closed_by_server = True
             attempt.events.append(
                 Event(A.EVENT_SERVER_CLOSED, {A.CONNECTION_ID: connection.id or 0})
@@ -378,7 +381,7 @@ class _Request:
         if state is not None and state.our_state is _DONE and state.their_state is _DONE:
             connection.released_ns = time.time_ns()
             self.give_back(KEPT)
-        elif connection.server_closed:
+        elif connection.close_cause in A.CLOSED_BY_SERVER:
             self.give_back(KEPT)
             self.origin.lost.append((A.REASON_SERVER_CLOSED, None))
         else:

@@ -20,14 +20,22 @@ What each hook records in the ledger:
 * ``_put_conn``: the return: ``None`` means an error broke the connection; a live
   connection that comes back closed was discarded because the pool was full.
 * ``HTTPConnection.connect``: the setup, whose steps the DNS, TCP and TLS layers record.
-* ``http.client.HTTPConnection.close``: the connection's end.
+* ``http.client.HTTPConnection.close``: the connection's end, and why (``A.CLOSE_CAUSES``),
+  from where it happens: during an exchange, the response (``Connection: close`` or
+  HTTP/1.0) or an error; during a checkout, urllib3 found the idle socket readable: data of
+  a response released unread, else the peer's FIN or reset; during a return, a full or
+  closed pool; while checked out, the program closed its response; while idle in the pool,
+  the pool was closed.
 """
 
 from __future__ import annotations
 
 import http.client
+import select
+import socket
 import sys
 import time
+import weakref
 from contextvars import ContextVar
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -111,6 +119,11 @@ def connection_of(conn: ConnectionLike, pool: Pool | None = None) -> Connection:
     elif record.pool is None and pool is not None:
         record.pool = pool
     return record
+
+
+# Set while urllib3 takes a connection from a pool, or puts one back: a close then is urllib3's.
+_checking: ContextVar[bool] = ContextVar("conntrace_checking", default=False)
+_returning: ContextVar[PoolLike | None] = ContextVar("conntrace_returning", default=None)
 
 
 def _ms(nanoseconds: int) -> float:
@@ -238,6 +251,9 @@ def _start_urlopen(instance: Any, args: tuple, kwargs: dict) -> _Urlopen:
     attempt = Attempt(call, pool, method, url)
     if server is not None:
         attempt.server = server
+    if pool.kind is None:
+        pool.kind = str(call.settings.get(A.RPC_SERVICE, ""))
+    ledger.attempt_started(attempt)
     call.attempts.append(attempt)
     call.attempt_started(attempt)
     if pool.pending:
@@ -250,14 +266,16 @@ def _start_urlopen(instance: Any, args: tuple, kwargs: dict) -> _Urlopen:
 
 
 class _Checkout:
-    __slots__ = ("pool", "started")
+    __slots__ = ("pool", "started", "token")
 
     def __init__(self, pool: PoolLike) -> None:
         self.pool = pool
         # Only a blocking pool makes a request wait for a connection.
         self.started = time.time_ns() if pool.block else 0
+        self.token = _checking.set(True)
 
     def finish(self, conn: Any, error: BaseException | None) -> None:
+        _checking.reset(self.token)
         if error is not None:
             replaced_tunnel()
             return
@@ -267,6 +285,7 @@ class _Checkout:
         ledger.checked_out(pool, connection)
         attempt = current_attempt.get()
         if attempt is not None:
+            connection.holder = attempt.call.label
             attempt.connection = connection
             if self.started:
                 attempt.wait_ms = _ms(now - self.started)
@@ -285,20 +304,45 @@ class _Checkout:
         previous = connection if connection.connected_once else replaced_tunnel()
         if previous is not None:
             reason = previous.reason_for_reconnect()
-            if reason == A.REASON_STALE and attempt is not None:
-                idle = _ms(now - previous.released_ns) if previous.released_ns else 0.0
-                attempt.idle_dropped_ms.append(idle)
-                attempt.events.append(
-                    Event(
-                        A.EVENT_CONNECTION_DROPPED,
-                        {A.CONNECTION_ID: previous.id or 0, A.CONNECTION_IDLE_MS: idle},
-                    )
-                )
+            if attempt is not None:
+                _replacing(attempt, previous, reason, now)
         else:
             reason = pool.reason_for_new_object()
+            if reason == A.REASON_POOL_BUSY and attempt is not None:
+                _left_out(attempt, pool, connection)
         connection.pending_reason = reason
         if attempt is not None:
             attempt.reason = reason
+
+
+def _replacing(attempt: Attempt, connection: Connection, reason: str, now: int) -> None:
+    """The attempt reconnects a pooled object: say how its last connection ended."""
+    cause = attempt.replaced_cause = connection.close_cause
+    attributes: dict[str, Any] = {A.CONNECTION_ID: connection.id or 0}
+    if cause is not None:
+        attributes[A.CONNECTION_CLOSE_CAUSE] = cause
+    if reason == A.REASON_STALE:
+        idle = _ms(now - connection.released_ns) if connection.released_ns else 0.0
+        attempt.idle_dropped_ms.append(idle)
+        attempt.events.append(
+            Event(A.EVENT_CONNECTION_DROPPED, {**attributes, A.CONNECTION_IDLE_MS: idle})
+        )
+    elif reason == A.REASON_CLIENT_CLOSED:
+        attempt.events.append(Event(A.EVENT_CLIENT_CLOSED, attributes))
+
+
+def _left_out(attempt: Attempt, pool: Pool, connection: Connection) -> None:
+    """Every pooled connection is out, yet this is the pool's only attempt in progress: the
+    others are held by responses whose bodies were never read or closed."""
+    if pool.in_flight != 1:
+        return
+    held = tuple(sorted(c.holder for c in list(pool.held) if c is not connection))
+    if not held:
+        return
+    attempt.unreturned = held
+    attempt.events.append(
+        Event(A.EVENT_CONNECTIONS_NOT_RETURNED, _server(pool, {A.POOL_CHECKED_OUT: len(held)}))
+    )
 
 
 def _start_checkout(instance: Any, args: tuple, kwargs: dict) -> _Checkout:
@@ -317,17 +361,27 @@ class _Exchange:
         record = self.record = connection_of(conn)
         self.live_at_start = record.open
         self.id_at_start = record.id
+        record.exchanging = True
 
     def finish(self, response: Any, error: BaseException | None) -> None:
         now = time.time_ns()
         record = self.record
+        record.exchanging = False
         # The request went out on a connection that was live, or that opened meanwhile.
         if self.live_at_start or record.id != self.id_at_start:
             record.requests += 1
         # http.client closes the socket as soon as a response says it will close.
         closed_by_server = response is not None and self.conn.sock is None
+        raw = _http_client_response(response)
         if closed_by_server:
-            record.server_closed = True
+            record.close_cause = _server_close_cause(raw)
+        elif response is None and not record.open:
+            record.close_cause = A.CLOSED_ERROR
+        if raw is not None and not closed_by_server:
+            try:
+                record.response = weakref.ref(raw)
+            except TypeError:
+                record.response = None
         attempt = self.attempt
         if attempt is None:
             return
@@ -341,7 +395,13 @@ class _Exchange:
                 attempt.age_ms = _ms(now - record.opened_ns)
         if closed_by_server:
             attempt.closed_by_server = True
-            attempt.events.append(Event(A.EVENT_SERVER_CLOSED, {A.CONNECTION_ID: record.id or 0}))
+            attempt.close_cause = record.close_cause
+            attempt.events.append(
+                Event(
+                    A.EVENT_SERVER_CLOSED,
+                    {A.CONNECTION_ID: record.id or 0, A.CONNECTION_CLOSE_CAUSE: record.close_cause},
+                )
+            )
         headers = getattr(response, "headers", None)
         if headers is not None:
             attempt.keep_alive_timeout_s = _keep_alive_timeout(headers.get("Keep-Alive"))
@@ -361,6 +421,24 @@ def _keep_alive_timeout(value: str | None) -> float | None:
     return None
 
 
+def _http_client_response(response: Any) -> Any:
+    """http.client's response: urllib3 2.x wraps it, 1.26's ``_make_request`` returns it."""
+    if response is None:
+        return None
+    return getattr(response, "_original_response", None) or response
+
+
+def _server_close_cause(raw: Any) -> str:
+    # http.client closes after an HTTP/1.0 response unless it asked for keep-alive.
+    header = ""
+    getheader = getattr(raw, "getheader", None)
+    if getheader is not None:
+        header = (getheader("connection") or "").lower()
+    if getattr(raw, "version", 11) == 10 and "close" not in header:
+        return A.CLOSED_HTTP_1_0
+    return A.CLOSED_CONNECTION_CLOSE
+
+
 def _start_exchange(instance: Any, args: tuple, kwargs: dict) -> _Exchange:
     conn = args[0] if args else kwargs["conn"]
     return _Exchange(conn, current_attempt.get())
@@ -370,19 +448,22 @@ def _start_exchange(instance: Any, args: tuple, kwargs: dict) -> _Exchange:
 
 
 class _Return:
-    __slots__ = ("conn", "pool", "was_open")
+    __slots__ = ("conn", "pool", "token", "was_open")
 
     def __init__(self, pool: PoolLike, conn: ConnectionLike | None) -> None:
         self.pool = pool
         self.conn = conn
         self.was_open = conn is not None and conn.sock is not None
+        self.token = _returning.set(pool)
 
     def finish(self, result: Any, error: BaseException | None) -> None:
+        _returning.reset(self.token)
         pool = pool_of(self.pool)
         conn = self.conn
         if conn is None:
             # urllib3 puts an empty slot back when an error broke the connection.
-            ledger.returned(pool, None, BROKEN)
+            attempt = current_attempt.get()
+            ledger.returned(pool, None, BROKEN, attempt.connection if attempt else None)
             return
         connection = connection_of(conn, pool)
         if self.was_open and conn.sock is None and self.pool.pool is not None:
@@ -467,7 +548,57 @@ def _start_close(instance: Any, args: tuple, kwargs: dict) -> _Close | None:
     record = getattr(instance, "_conntrace", None)
     if record is None or not record.open:
         return None
+    if not record.exchanging:
+        # An exchange's close is the response's or the error's: its end says which.
+        record.close_cause = _close_cause(instance, record)
     return _Close(record)
+
+
+def _close_cause(conn: Any, record: Connection) -> str:
+    if _checking.get():
+        # urllib3 found the idle socket readable: data of a response released unread, or
+        # the peer's FIN or reset.
+        return _unread_body(record) or _peer_close(getattr(conn, "sock", None))
+    returning = _returning.get()
+    if returning is not None:
+        # urllib3 closes what it cannot put back: a full queue, or none (the pool was closed).
+        return A.CLOSED_POOL_FULL if returning.pool is not None else A.CLOSED_POOL_CLOSED
+    if record.checked_out:
+        attempt = current_attempt.get()
+        if attempt is not None and attempt.connection is record and attempt.error is not None:
+            return A.CLOSED_ERROR
+        return _unread_body(record) or A.CLOSED_BY_PROGRAM
+    return A.CLOSED_POOL_CLOSED
+
+
+def _unread_body(record: Connection) -> str | None:
+    response = record.response() if record.response is not None else None
+    # http.client closes a response read to its end; one with no body (HEAD, 204) has nothing
+    # to read.
+    if response is not None and not response.isclosed() and response.length != 0:
+        return A.CLOSED_UNREAD_BODY
+    return None
+
+
+_PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def _peer_close(sock: Any) -> str:
+    """FIN or reset, from the socket itself (a peek that takes nothing, and never waits)."""
+    if sock is None or not hasattr(socket, "MSG_DONTWAIT") or not hasattr(select, "poll"):
+        return A.CLOSED_PEER_IDLE
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            return A.CLOSED_PEER_IDLE
+        # The plain socket's recv, also beneath TLS: the bytes on the wire, not the records.
+        socket.socket.recv(sock, 1, _PEEK)
+    except ConnectionResetError:
+        return A.CLOSED_PEER_RESET
+    except (OSError, ValueError):
+        pass
+    return A.CLOSED_PEER_IDLE
 
 
 def apply(patcher: Patcher, urllib3: ModuleType) -> None:
