@@ -251,7 +251,7 @@ def test_urllib3_retries_name_the_errors_and_sum_the_time(diagnosed: Diagnosed, 
     # Each failed attempt counts once: two read timeouts of about 0.1 s and a quick 503.
     assert 190 <= evidence["failed_attempt_ms"] < 1000
     assert evidence["backoff_ms"] > 0
-    assert "urllib3.Retry(" in finding.advice
+    assert "retries=urllib3.util.Retry(" in finding.advice
     assert "Config(retries=" not in finding.advice
 
 
@@ -275,7 +275,7 @@ def test_requests_retries_are_one_call_with_urllib3_advice(diagnosed: Diagnosed,
     assert finding.evidence["errors"] == {"ReadTimeoutError": 2}
     assert 190 <= finding.evidence["failed_attempt_ms"] < 1000
     assert "Retried after: ReadTimeoutError (x2)" in finding.summary
-    assert "HTTPAdapter(max_retries=Retry(" in finding.advice
+    assert "HTTPAdapter(max_retries=urllib3.util.Retry(" in finding.advice
 
 
 def test_a_timeout_set_by_the_user_is_not_called_a_default(diagnosed: Diagnosed, server):

@@ -216,8 +216,8 @@ _TABLE: dict[str, dict[str, str]] = {
         BOTOCORE: (
             "Retries turn failures into latency. Look at the errors first (throttling: more "
             "capacity or smoother load; 5xx: the service or a proxy on the way). Bound the "
-            "attempts to what your latency budget allows: retries={{'mode': 'standard', "
-            "'total_max_attempts': 3}} backs off exponentially with jitter; 'adaptive' also "
+            "attempts to what your latency budget allows: Config(retries={{'mode': 'standard', "
+            "'total_max_attempts': 3}}) backs off exponentially with jitter; 'adaptive' also "
             "slows the client down while it is throttled."
         ),
         AWSCLI: (
