@@ -548,6 +548,33 @@ class Attempt:
         previous = self.previous
         return previous.error_type if previous is not None else None
 
+    def exchange_ended(
+        self, connection: Connection, status: int | None, error: BaseException | None, now_ns: int
+    ) -> None:
+        """The request went out on ``connection`` and its exchange ended."""
+        self.exchanged = True
+        self.status = status
+        self.error = error
+        self.end_ns = now_ns
+        if connection.id is not None:
+            self.request_number = connection.requests
+            if connection.setup_seen:
+                self.age_ms = round((now_ns - connection.opened_ns) / 1e6, 3)
+
+    def server_closed(self, connection: Connection) -> None:
+        """The server closed ``connection`` after this response (``close_cause`` says how)."""
+        self.closed_by_server = True
+        self.close_cause = connection.close_cause
+        self.events.append(
+            Event(
+                A.EVENT_SERVER_CLOSED,
+                {
+                    A.CONNECTION_ID: connection.id or 0,
+                    A.CONNECTION_CLOSE_CAUSE: connection.close_cause,
+                },
+            )
+        )
+
 
 class BaseSink:
     """A reader of the ledger. Each method is called as the fact happens, on the thread that
@@ -773,3 +800,22 @@ def attempt_ended(attempt: Attempt) -> None:
 def call_ended(call: Call) -> None:
     call.end_ns = time.time_ns()
     _tell("call_ended", call)
+
+
+def request_ended(
+    attempt: Attempt | None, own_call: Call | None, status: int | None, error: BaseException | None
+) -> None:
+    """The program's request came back with ``status`` or ``error``: its attempt ends, unless
+    a hook beneath ended it already, and so does the call a layer made for the request
+    (``own_call``). What the exchange itself recorded is kept: the error that broke it says
+    more than the one wrapped around it (urllib3's ``MaxRetryError``)."""
+    if attempt is not None and not attempt.ended:
+        if attempt.status is None:
+            attempt.status = status
+        if attempt.error is None:
+            attempt.error = error
+        attempt_ended(attempt)
+    if own_call is not None:
+        own_call.status = status
+        own_call.error = error
+        call_ended(own_call)

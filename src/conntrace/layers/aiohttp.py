@@ -149,19 +149,9 @@ class _Request:
         attempt = current_attempt.get()
         _request.reset(self.scope_token)
         current_attempt.reset(self.attempt_token)
-        status = getattr(response, "status", None)
-        if attempt is not None and not attempt.ended:
-            if attempt.status is None:
-                attempt.status = status
-            if attempt.error is None:
-                attempt.error = error
-            ledger.attempt_ended(attempt)
-        call = self.own_call
-        if call is not None:
+        ledger.request_ended(attempt, self.own_call, getattr(response, "status", None), error)
+        if self.own_call is not None:
             current_call.reset(self.call_token)  # type: ignore[arg-type]
-            call.status = status
-            call.error = error
-            ledger.call_ended(call)
 
 
 _request: ContextVar[_Request | None] = ContextVar("conntrace_aiohttp_request", default=None)
@@ -474,25 +464,9 @@ class _Exchange:
         attempt = self.attempt
         if attempt is None:
             return
-        attempt.exchanged = True
-        attempt.status = getattr(response, "status", None)
-        attempt.error = error
-        attempt.end_ns = now
-        if connection.id is not None:
-            attempt.request_number = connection.requests
-            attempt.age_ms = _ms(now - connection.opened_ns)
+        attempt.exchange_ended(connection, getattr(response, "status", None), error, now)
         if closed_by_server:
-            attempt.closed_by_server = True
-            attempt.close_cause = connection.close_cause
-            attempt.events.append(
-                Event(
-                    A.EVENT_SERVER_CLOSED,
-                    {
-                        A.CONNECTION_ID: connection.id or 0,
-                        A.CONNECTION_CLOSE_CAUSE: connection.close_cause,
-                    },
-                )
-            )
+            attempt.server_closed(connection)
 
 
 def _start_exchange(instance: Any, args: tuple, kwargs: dict) -> _Exchange | None:

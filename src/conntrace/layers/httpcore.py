@@ -212,20 +212,9 @@ class _Request:
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         current_attempt.reset(self.token)
-        status = getattr(result, "status", None)
-        attempt = self.attempt
-        if not attempt.ended:
-            if attempt.status is None:
-                attempt.status = status
-            if attempt.error is None:
-                attempt.error = error
-            ledger.attempt_ended(attempt)
-        call = self.own_call
-        if call is not None:
+        ledger.request_ended(self.attempt, self.own_call, getattr(result, "status", None), error)
+        if self.own_call is not None:
             current_call.reset(self.call_token)  # type: ignore[arg-type]
-            call.status = status
-            call.error = error
-            ledger.call_ended(call)
 
     # --- the connection the pool assigned ------------------------------------------------------
 
@@ -365,11 +354,8 @@ class _Request:
         connection = self.connection
         cause = _closes(http_version, headers)
         if connection is not None and cause is not None:
-            connection.close_cause = attempt.close_cause = cause
-            attempt.closed_by_server = True
-            attempt.events.append(
-                Event(A.EVENT_SERVER_CLOSED, {A.CONNECTION_ID: connection.id or 0})
-            )
+            connection.close_cause = cause
+            attempt.server_closed(connection)
 
     def returning(self, info: dict[str, Any]) -> None:
         # Decided before httpcore marks the connection idle: from then on the pool can give

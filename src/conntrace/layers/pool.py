@@ -213,20 +213,9 @@ class _Urlopen:
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         current_attempt.reset(self.token)
-        attempt = self.attempt
-        if not attempt.ended:
-            if attempt.status is None:
-                attempt.status = getattr(result, "status", None)
-            # What broke the exchange itself says more than urllib3's MaxRetryError around it.
-            if attempt.error is None:
-                attempt.error = error
-            ledger.attempt_ended(attempt)
-        call = self.own_call
-        if call is not None:
+        ledger.request_ended(self.attempt, self.own_call, getattr(result, "status", None), error)
+        if self.own_call is not None:
             current_call.reset(self.call_token)  # type: ignore[arg-type]
-            call.status = getattr(result, "status", None)
-            call.error = error
-            ledger.call_ended(call)
 
 
 def _start_urlopen(instance: Any, args: tuple, kwargs: dict) -> _Urlopen:
@@ -385,23 +374,9 @@ class _Exchange:
         attempt = self.attempt
         if attempt is None:
             return
-        attempt.exchanged = True
-        attempt.status = getattr(response, "status", None)
-        attempt.error = error
-        attempt.end_ns = now
-        if record.id is not None:
-            attempt.request_number = record.requests
-            if record.setup_seen:
-                attempt.age_ms = _ms(now - record.opened_ns)
+        attempt.exchange_ended(record, getattr(response, "status", None), error, now)
         if closed_by_server:
-            attempt.closed_by_server = True
-            attempt.close_cause = record.close_cause
-            attempt.events.append(
-                Event(
-                    A.EVENT_SERVER_CLOSED,
-                    {A.CONNECTION_ID: record.id or 0, A.CONNECTION_CLOSE_CAUSE: record.close_cause},
-                )
-            )
+            attempt.server_closed(record)
         headers = getattr(response, "headers", None)
         if headers is not None:
             attempt.keep_alive_timeout_s = _keep_alive_timeout(headers.get("Keep-Alive"))
