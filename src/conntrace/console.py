@@ -457,20 +457,42 @@ def render_summary(
 
 
 def render_findings(
-    findings: Sequence[Finding], style: Style, width: int = DEFAULT_WIDTH
+    findings: Sequence[Finding], style: Style, width: int = DEFAULT_WIDTH, whole: bool = True
 ) -> list[str]:
-    """What to change, after the numbers: each finding as ``Finding.render`` words it,
-    its prose wrapped to ``width``."""
+    """What to change, after the numbers: each finding as ``Finding.render`` words it, its
+    prose wrapped to ``width``. Unless ``whole``, the findings that follow from another one
+    for the same server (``CONSEQUENCES``) are named in one line under it."""
+    from .findings.rules import CONSEQUENCES
+
     if not findings:
         return []
+    causes = {finding.target for finding in findings if finding.id not in CONSEQUENCES}
+    folded = {} if whole else _folded(findings, causes)
+    under = set(folded)
     lines = [style.paint(f"  findings: {len(findings)}", "bold")]
     for finding in findings:
+        if finding.id in CONSEQUENCES and finding.target in under:
+            continue
         first, *rest = finding.render().splitlines()
         colour = "yellow" if finding.severity == "warning" else "bold"
         lines.extend(style.paint(line, colour) for line in _wrap(f"  {first}", width))
         for line in rest:
             lines.extend(_wrap(f"  {line}", width))
+        also = folded.pop(finding.target, None)
+        if also:
+            lines.extend(_wrap(f"    also, from the same cause: {', '.join(also)}", width))
     return lines
+
+
+def _folded(findings: Sequence[Finding], causes: set[str]) -> dict[str, list[str]]:
+    """The ids of the findings that follow from another for their server, by server."""
+    from .findings.rules import CONSEQUENCES
+
+    folded: dict[str, list[str]] = {}
+    for finding in findings:
+        if finding.id in CONSEQUENCES and finding.target in causes:
+            folded.setdefault(finding.target, []).append(finding.id)
+    return folded
 
 
 def _wrap(line: str, width: int) -> list[str]:
@@ -680,7 +702,7 @@ class ConsoleView(BaseSink):
             diagnosis.peak_in_flight,
         )
         lines = render_summary(self.title, hosts, without, style, width, times)
-        lines.extend(render_findings(diagnosis.findings(), style, width))
+        lines.extend(render_findings(diagnosis.findings(), style, width, self.view == "all"))
         with self._lock:
             self._write("\n".join(lines) + "\n")
 

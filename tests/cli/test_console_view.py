@@ -4,6 +4,7 @@ a pseudo-terminal of a given width, checked against what the local server counte
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import pty
 import re
@@ -14,6 +15,10 @@ import termios
 import time
 
 import pytest
+
+from conntrace import attributes as A
+from conntrace.console import Style, render_findings
+from conntrace.findings import Finding
 
 from ..servers import Response
 from .running import CONNTRACE_RUN, PROGRAMS, clean_environ, conntrace_run, start
@@ -201,3 +206,32 @@ def test_no_collector_no_wait_the_summary_and_one_line(server):
         "view them with `docker compose up`, or `--html report.html`"
     )
     assert "StatusCode" not in stderr and "rror" not in stderr
+
+
+def _finding(id: str, target: str, severity: str = "warning") -> Finding:
+    return Finding(id, severity, id.replace("_", " "), target, "what was seen", "what to do", {})
+
+
+def test_findings_that_follow_from_a_cause_are_named_beneath_it_unless_all_is_asked():
+    findings = [
+        _finding(A.FINDING_SETUP_SHARE, "a:443"),
+        _finding(A.FINDING_CLIENT_RECREATED, "a:443"),
+        _finding(A.FINDING_REPEATED_DNS, "a:443", "info"),
+        # No cause for b:443 among the findings: its own finding is the news, shown whole.
+        _finding(A.FINDING_SETUP_SHARE, "b:443"),
+    ]
+    style = Style(io.StringIO(), "never")
+
+    brief = render_findings(findings, style, 100, whole=False)
+    every = render_findings(findings, style, 100, whole=True)
+
+    def shown(lines: list[str]) -> list[str]:
+        return [line.split("(")[-1].rstrip(")") for line in lines if line.startswith("  [")]
+
+    assert shown(brief) == [A.FINDING_CLIENT_RECREATED, A.FINDING_SETUP_SHARE]
+    assert brief[brief.index("    advice: what to do") + 1] == (
+        f"    also, from the same cause: {A.FINDING_SETUP_SHARE}, {A.FINDING_REPEATED_DNS}"
+    )
+    assert brief[0] == every[0] == "  findings: 4"
+    assert shown(every) == [finding.id for finding in findings]
+    assert not any("also, from the same cause" in line for line in every)

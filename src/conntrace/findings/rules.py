@@ -33,6 +33,9 @@ from .model import (
 SERVER_CLOSES_MIN = 2
 SERVER_CLOSES_SHARE = 0.5
 REPEATED_DNS_MIN = 2
+# Findings that measure what another finding for the same server causes (connections opened
+# again): the terminal's default view names them in one line under their cause.
+CONSEQUENCES = frozenset({A.FINDING_SETUP_SHARE, A.FINDING_REPEATED_DNS})
 SETUP_SHARE_MIN = 0.2
 SETUP_SHARE_SETUPS_MIN = 2
 POOL_WAIT_SHARE_MIN = 0.2
