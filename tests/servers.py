@@ -8,13 +8,18 @@ Each response goes out in one write, to stay clear of Nagle + delayed ACK stalls
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 
 @dataclass
@@ -233,3 +238,23 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+def run_without_network(script: str, folder: Path) -> Any:
+    """Run ``script`` in a new network namespace and return the JSON it prints.
+
+    A name looked up there fails at once, and nothing leaves the machine: the way to test
+    an unresolvable host without asking this machine's resolver.
+    """
+    import pytest
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-n", "true"]).returncode != 0:
+        pytest.fail("this test needs `unshare -n` (util-linux, run as root)")
+    path = folder / "without_network.py"
+    path.write_text(script)
+    done = subprocess.run(
+        [unshare, "-n", sys.executable, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

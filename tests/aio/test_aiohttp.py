@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 import ssl
 import subprocess
 import sys
@@ -19,7 +17,7 @@ from conntrace import _runtime, ledger
 from conntrace import attributes as A
 from conntrace.ledger import Attempt, BaseSink
 
-from ..servers import Response, free_port
+from ..servers import Response, free_port, run_without_network
 
 
 class Attempts(BaseSink):
@@ -407,16 +405,7 @@ _UNRESOLVABLE = textwrap.dedent(
 def test_unresolvable_host_fails_the_dns_step(tmp_path):
     # As tests/core does: the lookup runs in a new network namespace, where it fails at
     # once and nothing leaves loopback. aiohttp resolves in an executor thread.
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-n", "true"]).returncode != 0:
-        pytest.fail("this test needs `unshare -n` (util-linux, run as root)")
-    script = tmp_path / "resolve.py"
-    script.write_text(_UNRESOLVABLE)
-    done = subprocess.run(
-        [unshare, "-n", sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = run_without_network(_UNRESOLVABLE, tmp_path)
 
     assert result["outcome"] == "ClientConnectorDNSError"
     [dns] = [span for span in result["spans"] if span["name"].startswith("DNS lookup")]

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import ssl
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -14,7 +10,7 @@ import urllib3
 
 from conntrace import attributes as A
 
-from ..servers import free_port
+from ..servers import free_port, run_without_network
 
 
 def _tree(spans, attempt):
@@ -155,16 +151,7 @@ _UNRESOLVABLE = textwrap.dedent(
 def test_unresolvable_host_fails_the_dns_span(tmp_path):
     # Resolving a name would ask this machine's resolver, off the machine: run the lookup
     # in a new network namespace, where it fails at once and nothing leaves loopback.
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-n", "true"]).returncode != 0:
-        pytest.fail("this test needs `unshare -n` (util-linux, run as root)")
-    script = tmp_path / "resolve.py"
-    script.write_text(_UNRESOLVABLE)
-    done = subprocess.run(
-        [unshare, "-n", sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = run_without_network(_UNRESOLVABLE, tmp_path)
 
     assert result["outcome"] == "NameResolutionError" or result["outcome"] == "NewConnectionError"
     [dns] = [span for span in result["spans"] if span["name"].startswith("DNS lookup")]

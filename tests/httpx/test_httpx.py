@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -22,7 +20,7 @@ import wrapt
 import conntrace
 from conntrace import attributes as A
 
-from ..servers import LocalServer, Response, wait_until
+from ..servers import LocalServer, Response, run_without_network, wait_until
 
 
 def _host(diagnosis: Any, local: LocalServer) -> dict[str, Any]:
@@ -443,16 +441,7 @@ _UNRESOLVABLE = textwrap.dedent(
 def test_an_unresolvable_host_fails_the_dns_step(tmp_path):
     # Resolving a name would ask this machine's resolver, off the machine: run the lookup
     # in a new network namespace, where it fails at once and nothing leaves loopback.
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-n", "true"]).returncode != 0:
-        pytest.fail("this test needs `unshare -n` (util-linux, run as root)")
-    script = tmp_path / "resolve.py"
-    script.write_text(_UNRESOLVABLE)
-    done = subprocess.run(
-        [unshare, "-n", sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = run_without_network(_UNRESOLVABLE, tmp_path)
 
     assert result["outcomes"] == ["ConnectError", "ConnectError"]
     lookups = [span for span in result["spans"] if span["name"].startswith("DNS lookup")]
