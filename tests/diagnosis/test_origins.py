@@ -15,7 +15,7 @@ from botocore.config import Config
 from conntrace import attributes as A
 
 from .conftest import Diagnosed
-from .test_findings import in_threads, together
+from .test_findings import events_of, in_threads, together
 
 HERE = os.path.abspath(__file__)
 
@@ -56,6 +56,9 @@ def test_a_client_per_call_names_where_it_is_made(diagnosed: Diagnosed, server):
     ]
     [host] = diagnosed.diagnosis.hosts()
     assert host["origins"] == finding.evidence["origins"]
+    # So does the span event on the request that made the finding fire.
+    [(_, event)] = events_of(diagnosed, A.FINDING_CLIENT_RECREATED)
+    assert f"its client is made at {where}" in event[A.FINDING_MESSAGE]
     # The setup spans say it too, in OpenTelemetry's code.* attributes.
     setups = [s for s in diagnosed.spans if s.name.startswith(A.SPAN_CONNECTION_SETUP)]
     assert len(setups) == 3

@@ -510,8 +510,9 @@ HOST_RULES: tuple[Rule[HostStats], ...] = (
         event=lambda a, h: (
             f"connection opened by a new pool for {h.target} "
             f"({_count(h.recreated.pools if h.recreated else (), 'pool')} so far for "
-            f"{_count(h.recreated.threads if h.recreated else (), 'thread')}): create the "
-            "client once and reuse it"
+            f"{_count(h.recreated.threads if h.recreated else (), 'thread')}): "
+            + (f"its client is made at {a.pool.origin.where()}; " if a.pool.origin else "")
+            + "create the client once and reuse it"
         ),
         describe=_client_recreated,
     ),
