@@ -4,6 +4,7 @@ and silent on healthy traffic."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -70,7 +71,7 @@ def test_a_session_per_request_is_found_in_aiohttp_terms(diagnosed: Diagnosed, s
 
     async def main() -> None:
         for _ in range(3):
-            async with aiohttp.ClientSession() as session:
+            async with aiohttp.ClientSession() as session:  # made here
                 await _get(session, local.url)
 
     asyncio.run(main())
@@ -79,6 +80,11 @@ def test_a_session_per_request_is_found_in_aiohttp_terms(diagnosed: Diagnosed, s
     assert finding.evidence["connections"] == 2
     assert "aiohttp.ClientSession" in finding.advice
     assert "boto3" not in finding.advice
+    # Where the program made the sessions (their connectors): the line above.
+    [origin] = finding.evidence["origins"]
+    assert (origin["function"], origin["library"], origin["pools"]) == ("main", "aiohttp", 3)
+    assert "# made here" in Path(origin["file"]).read_text().splitlines()[origin["line"] - 1]
+    assert "a new aiohttp ClientSession is created on every call at" in finding.summary
 
 
 def _aiobotocore(endpoint: str, **config: Any) -> Any:

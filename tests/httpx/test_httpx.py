@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpcore
@@ -109,6 +110,16 @@ def test_a_client_per_call_is_a_new_pool(driver, server, spans, diagnosis):
     [finding] = [f for f in diagnosis.findings() if f.id == A.FINDING_CLIENT_RECREATED]
     # In httpx's terms, not boto3's.
     assert "httpx.Client" in finding.advice and "boto3" not in finding.advice
+    # Where the program made each client: the driver's line, for the sync and async client.
+    [origin] = host["origins"]
+    made = "httpx.Client(**client)" if driver.mode == "sync" else "httpx.AsyncClient(**client)"
+    assert (origin["function"], origin["library"], origin["pools"]) == (
+        "run" if driver.mode == "async" else "requests",
+        "httpx",
+        3,
+    )
+    assert made in Path(origin["file"]).read_text().splitlines()[origin["line"] - 1]
+    assert "a new httpx Client is created on every call at" in finding.summary
 
 
 def test_more_requests_than_max_connections_wait_for_the_pool(driver, server, spans, diagnosis):

@@ -13,7 +13,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 from .. import attributes as A
 from .._durations import PROSE, format_ms
-from ..ledger import AWSCLI, HTTPX, REQUESTS, URLLIB3, Attempt
+from ..ledger import AIOHTTP, AWSCLI, HTTPX, REQUESTS, URLLIB3, Attempt
 from .advice import advice as advice_for
 from .advice import words
 from .model import (
@@ -102,6 +102,8 @@ def _made_where(h: HostStats) -> str:
         AWSCLI: "AWS CLI client",
         REQUESTS: "requests Session",
         URLLIB3: "urllib3 pool",
+        HTTPX: "httpx Client",
+        AIOHTTP: "aiohttp ClientSession",
     }.get(origin.library, f"{service} client" if service else "client")
     how_often = (
         "on every call" if h.calls and made >= h.calls else f"again and again ({made} times)"

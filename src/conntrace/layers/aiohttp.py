@@ -62,6 +62,7 @@ from ..ledger import (
     Setup,
     Step,
 )
+from . import origin as where
 from .dns_tcp import describe_socket
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ def _state(connector: Any, key: Any) -> _PoolState:
         library = AIOBOTOCORE if call is not None and call.is_api else AIOHTTP
         scheme = "https" if key.is_ssl else "http"
         pool = Pool(scheme, key.host, key.port, _max_size(connector), library=library)
+        pool.origin = where.made_at(connector)
         state = states[server] = _PoolState(pool)
         ledger.pool_created(pool)
     return state
@@ -560,6 +562,11 @@ def apply(patcher: Patcher, aiohttp: ModuleType) -> None:
                 (aiohappyeyeballs, "start_connection", _start_tcp),
                 (aiohttp.client_reqrep, "ClientResponse.start", _start_exchange),
             )
+        ),
+        (
+            aiohttp.connector,
+            "BaseConnector.__init__",
+            hook("aiohttp.connector_made", where.noting_where_made(AIOHTTP), makes_spans=False),
         ),
         (
             aiohttp.connector,

@@ -40,6 +40,7 @@ from .. import _runtime, ledger
 from .. import attributes as A
 from .._context import current_attempt, current_call
 from ..ledger import BROKEN, DISCARDED, HTTPX, KEPT, Attempt, Call, Connection, Event, Pool, Setup
+from . import origin as where
 from .dns_tcp import Connect
 from .pool import _server, _start_close, connection_of
 from .tls import handshake
@@ -95,6 +96,7 @@ def _origin_of(pool: Any, url: Any) -> _Origin:
             kept if kept != sys.maxsize else 0,
             library=HTTPX,
         )
+        record.origin = where.made_at(pool)
         origin = origins[key] = _Origin(record)
     ledger.pool_created(record)
     return origin
@@ -536,6 +538,9 @@ def apply(patcher: Patcher, httpcore: ModuleType) -> None:
         "AsyncConnectionPool.handle_async_request",
         async_hook("httpcore.request", _start_request(True)),
     )
+    made = hook("httpcore.pool_made", where.noting_where_made(HTTPX), makes_spans=False)
+    patcher.wrap(httpcore, "ConnectionPool.__init__", made)
+    patcher.wrap(httpcore, "AsyncConnectionPool.__init__", made)
     # The hooks below keep books only: they act on requests the pool hook took up.
     patcher.wrap(
         httpcore,

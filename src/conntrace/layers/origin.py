@@ -15,8 +15,10 @@ import os
 import sys
 import sysconfig
 from types import FrameType
+from typing import Any, Callable
 
-from ..ledger import AWSCLI, BOTOCORE, REQUESTS, URLLIB3, Origin
+from .._context import current_call
+from ..ledger import AIOBOTOCORE, AIOHTTP, AWSCLI, BOTOCORE, HTTPX, REQUESTS, URLLIB3, Origin
 
 # Top-level packages that are not the program: the library each one stands for, or "" for
 # those that only carry the call (conntrace itself, its patching, the standard library).
@@ -26,8 +28,18 @@ _LIBRARIES = {
     "s3transfer": BOTOCORE,
     "requests": REQUESTS,
     "urllib3": URLLIB3,
+    "httpx": HTTPX,
+    "httpcore": HTTPX,
+    "aiohttp": AIOHTTP,
+    "aiobotocore": AIOBOTOCORE,
+    "aioboto3": AIOBOTOCORE,
     "conntrace": "",
     "wrapt": "",
+    "anyio": "",
+    "h11": "",
+    "aiohappyeyeballs": "",
+    "yarl": "",
+    "multidict": "",
 }
 _STDLIB_NAMES: frozenset[str] = frozenset(getattr(sys, "stdlib_module_names", ()))
 _STDLIB_PATHS = tuple(
@@ -65,3 +77,22 @@ def find(frame: FrameType | None, default_library: str = URLLIB3) -> Origin | No
             library = known
         frame = frame.f_back
     return None
+
+
+def noting_where_made(library: str) -> Callable[[Any, tuple, dict], None]:
+    """A hook's start for the constructor of a client's pool (an httpcore pool, an aiohttp
+    connector): it notes on the object where the program made it, for the ledger's pools
+    made from it later (``made_at``). Inside an API call the maker is a library's client
+    (aiobotocore's, at its first call): that call site is not where the client was made."""
+
+    def start(instance: Any, args: tuple, kwargs: dict) -> None:
+        call = current_call.get()
+        if call is None or not call.is_api:
+            instance.__dict__["_conntrace_made_at"] = find(sys._getframe(), library)
+
+    return start
+
+
+def made_at(instance: Any) -> Origin | None:
+    origin: Origin | None = instance.__dict__.get("_conntrace_made_at")
+    return origin
