@@ -323,7 +323,8 @@ def _pool_wait(h: HostStats) -> tuple[str, str, str, dict[str, Any]]:
         f"Requests to {h.target} waited {_duration(h.pool_wait_ms)} in all for a pooled "
         f"connection ({h.waited} waits, the longest {_duration(h.wait_ms_max)}): "
         f"{h.pool_wait_share:.0%} of the {_duration(h.request_ms)} spent in requests. Up to "
-        f"{h.max_concurrency} requests ran at once on {h.pool_max_size} pooled connections."
+        f"{h.max_concurrency} {_plural(h.max_concurrency, 'request')} ran at once on "
+        f"{h.pool_max_size} pooled {_plural(h.pool_max_size, 'connection')}."
     )
     advice = (
         "The pool blocks (urllib3 PoolManager(block=True), requests "
