@@ -650,10 +650,15 @@ def reset() -> None:
         in_flight = peak_in_flight = 0
 
 
+# The facts that arrived on this thread while its readers were busy with another one.
+_arrived = threading.local()
+
+
 def _renew_lock_in_child() -> None:
     # A fork while another thread held the lock would leave the child's copy held for ever.
     global _lock
     _lock = threading.Lock()
+    _arrived.facts = None
 
 
 if hasattr(os, "register_at_fork"):  # POSIX only
@@ -662,7 +667,27 @@ if hasattr(os, "register_at_fork"):  # POSIX only
 
 def _tell(fact: str, *args: Any) -> None:
     """Hand a fact to every reader; a reader's failure is logged once, naming the reader and
-    the fact, and never reaches the other readers or the hook that told it."""
+    the fact, and never reaches the other readers or the hook that told it.
+
+    A fact can arrive while a reader on the same thread is still taking the one before: the
+    garbage collector runs urllib3's finalizer of a dropped pool (which closes its
+    connections, a fact) at whatever allocation a reader makes, under that reader's lock.
+    Such a fact waits until the readers are done with the one before; told at once, it
+    would take the same lock again and hang the program."""
+    waiting: list[tuple[str, tuple[Any, ...]]] | None = getattr(_arrived, "facts", None)
+    if waiting is not None:
+        waiting.append((fact, args))
+        return
+    waiting = _arrived.facts = []
+    try:
+        _hand_over(fact, args)
+        while waiting:
+            _hand_over(*waiting.pop(0))
+    finally:
+        _arrived.facts = None
+
+
+def _hand_over(fact: str, args: tuple[Any, ...]) -> None:
     for sink in sinks:
         try:
             getattr(sink, fact)(*args)
