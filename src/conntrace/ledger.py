@@ -19,10 +19,12 @@ finished records to the sinks; computing views is the sinks' business.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import attributes as A
@@ -681,10 +683,31 @@ def _tell(fact: str, *args: Any) -> None:
     waiting = _arrived.facts = []
     try:
         _hand_over(fact, args)
-        while waiting:
-            _hand_over(*waiting.pop(0))
+        _hand_over_waiting(waiting)
     finally:
         _arrived.facts = None
+
+
+@contextlib.contextmanager
+def facts_wait() -> Iterator[None]:
+    """Facts told on this thread while the block runs wait, and reach the readers when it
+    ends: for a reader that reads its own counts under its lock (the findings at exit), where
+    the garbage collector can close a dropped pool's connections as well."""
+    if getattr(_arrived, "facts", None) is not None:
+        yield
+        return
+    waiting: list[tuple[str, tuple[Any, ...]]] = []
+    _arrived.facts = waiting
+    try:
+        yield
+        _hand_over_waiting(waiting)
+    finally:
+        _arrived.facts = None
+
+
+def _hand_over_waiting(waiting: list[tuple[str, tuple[Any, ...]]]) -> None:
+    while waiting:
+        _hand_over(*waiting.pop(0))
 
 
 def _hand_over(fact: str, args: tuple[Any, ...]) -> None:

@@ -58,3 +58,29 @@ def test_a_fact_told_inside_a_reader_waits_for_it_instead_of_hanging_the_program
     # second manager's own connection may close after, when it is collected).
     assert reader.seen[:2] == ["pool_created", "connection_closed"]
     assert victim.sock is None
+
+
+def test_facts_told_while_a_view_reads_under_its_lock_wait_until_it_is_done(spans, server):
+    local = server()
+    http = urllib3.PoolManager()
+    assert http.request("GET", local.url).status == 200
+    [victim] = list(http.connection_from_url(local.url).pool.queue)
+    reader = Locking(None)
+    ledger.add_sink(reader)
+
+    def read() -> None:
+        # A view reading its counts under its lock (the findings at exit), while the garbage
+        # collector closes a dropped pool's connection on this thread.
+        with ledger.facts_wait(), reader.lock:
+            victim.close()
+            reader.seen.append("read")
+
+    try:
+        reading = threading.Thread(target=read, daemon=True)
+        reading.start()
+        reading.join(timeout=10)
+        assert not reading.is_alive(), "the program hung on conntrace's reader lock"
+    finally:
+        ledger.remove_sink(reader)
+
+    assert reader.seen == ["read", "connection_closed"]

@@ -141,7 +141,7 @@ class Diagnosis(BaseSink):
 
     def findings(self) -> list[Finding]:
         """Every rule that fired in this process so far: by target, warnings first."""
-        with self._lock:
+        with ledger.facts_wait(), self._lock:
             found = [
                 self._finding(rule, stats)
                 for rule in HOST_RULES
@@ -161,7 +161,7 @@ class Diagnosis(BaseSink):
 
     def host_stats(self) -> list[HostStats]:
         """Per server, in the order first seen: the one per-host model every view reads."""
-        with self._lock:
+        with ledger.facts_wait(), self._lock:
             return [stats for stats in self._hosts.values() if stats.requests or stats.discarded]
 
     def hosts(self) -> list[dict[str, Any]]:
@@ -186,7 +186,7 @@ class Diagnosis(BaseSink):
         return ledger.peak_in_flight
 
     def totals(self) -> dict[str, Any]:
-        with self._lock:
+        with ledger.facts_wait(), self._lock:
             hosts = list(self._hosts.values())
             opened: Counter[str] = Counter()
             for stats in hosts:
