@@ -18,7 +18,7 @@ import ssl
 import threading
 from urllib.parse import urlsplit
 
-from .servers import _close
+from .servers import _close, read_head
 
 
 class LocalProxy:
@@ -87,7 +87,7 @@ class LocalProxy:
                 client = self.tls.wrap_socket(client, server_side=True)
             reader = client.makefile("rb")
             while True:
-                head = _read_head(reader)
+                head = read_head(reader)
                 if head is None:
                     return
                 method, target, headers = head
@@ -177,21 +177,6 @@ class LocalProxy:
         _close(upstream)
         with self._lock:
             self.open_tunnels -= 1
-
-
-def _read_head(reader) -> tuple[str, str, dict[str, str]] | None:
-    line = reader.readline()
-    if not line:
-        return None
-    method, target, _version = line.decode("latin-1").split(" ", 2)
-    headers: dict[str, str] = {}
-    while True:
-        header = reader.readline()
-        if header in (b"\r\n", b"\n", b""):
-            break
-        name, _, value = header.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return method, target, headers
 
 
 def _relay_response(reader, method: str) -> tuple[bytes, bool]:

@@ -174,6 +174,17 @@ class LocalServer:
 
 
 def _read_request(reader) -> Request | None:
+    head = read_head(reader)
+    if head is None:
+        return None
+    method, target, headers = head
+    length = int(headers.get("content-length", "0") or 0)
+    body = reader.read(length) if length else b""
+    return Request(method, target, headers, body)
+
+
+def read_head(reader) -> tuple[str, str, dict[str, str]] | None:
+    """A request's line and headers (names lower-cased); None at the end of the stream."""
     line = reader.readline()
     if not line:
         return None
@@ -185,9 +196,7 @@ def _read_request(reader) -> Request | None:
             break
         name, _, value = header.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0") or 0)
-    body = reader.read(length) if length else b""
-    return Request(method, target, headers, body)
+    return method, target, headers
 
 
 def _encode(response: Response, close: bool) -> bytes:
